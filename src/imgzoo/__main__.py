@@ -1,0 +1,3 @@
+from imgzoo.cli import main
+
+raise SystemExit(main())

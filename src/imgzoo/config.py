@@ -1,0 +1,382 @@
+"""Load, validate and resolve the workflow config into runs.
+
+One place decides what a run is: `Study.runs` lists every (dataset, experiment, seed) and
+`Study.run_spec` gives the fully resolved settings of one run; the Snakefile, the command line
+and the launchers all go through here. Validation happens before any job runs and every mistake
+is one ConfigError naming the key. Imports no torch: the Snakefile and a login node load this.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib.util
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import yaml
+
+from imgzoo.errors import ConfigError, unknown_name
+from imgzoo.models import catalog
+
+SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
+
+RESOURCE_DEFAULTS = {
+    "partition": None,
+    "gpus": 1,
+    "cpus": 4,
+    "mem_gb": 16,
+    "time_min": 240,
+    "account": None,
+    "qos": None,
+    "constraint": None,
+    "extra_sbatch": [],
+}
+EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources")
+
+
+# YAML 1.1 (PyYAML, and so Snakemake's configfile) reads `1e-3` as a string; researchers write
+# learning rates that way, so such strings become numbers before validation.
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)$")
+
+
+def coerce_numbers(value):
+    if isinstance(value, str) and _FLOAT.match(value):
+        return float(value)
+    if isinstance(value, dict):
+        return {k: coerce_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [coerce_numbers(v) for v in value]
+    return value
+
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def train_defaults() -> dict:
+    props = schema()["$defs"]["train"]["properties"]
+    return {key: copy.deepcopy(p["default"]) for key, p in props.items()}
+
+
+def load_yaml(path: str | Path) -> dict:
+    """A YAML file as a dict; ConfigError naming the file (and line) if missing or malformed."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config file ({e.strerror})") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{path}:{where}: malformed YAML ({problem})") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a YAML mapping of keys")
+    return data
+
+
+# ---- schema validation ----------------------------------------------------------------------
+
+
+def _key_path(parts) -> str:
+    return ".".join(str(p) for p in parts) or "<top level>"
+
+
+def validate(config: dict) -> dict:
+    """A copy of `config` checked against the schema, with its defaults filled in."""
+    config = coerce_numbers(copy.deepcopy(config))
+    _check(schema(), config)
+    _fill_defaults(schema(), config)
+    return config
+
+
+def check_train_keys(where: str, keys: dict) -> None:
+    """Check training keys given outside `train:` (an experiment, per_dataset, an override)."""
+    _check(schema()["$defs"]["train"], keys, prefix=where)
+
+
+def _check(subschema: dict, instance, prefix: str = "") -> None:
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(subschema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.path), list(e.path)))
+    if errors:
+        raise _schema_error(errors[0], prefix)
+
+
+def _schema_error(error, prefix: str = "") -> ConfigError:
+    where = _key_path([*([prefix] if prefix else []), *error.absolute_path])
+    if error.validator == "additionalProperties":
+        allowed = list(error.schema.get("properties", {}))
+        unexpected = sorted(set(error.instance) - set(allowed))
+        err = unknown_name("key", unexpected[0], allowed)
+        return ConfigError(f"config '{where}': {err}")
+    if error.validator == "enum":
+        err = unknown_name("value", error.instance, [str(v) for v in error.validator_value])
+        return ConfigError(f"config key '{where}': {err}")
+    if error.validator == "pattern":
+        return ConfigError(
+            f"config '{where}': name '{error.instance}' may use only letters, digits and _ . + - "
+            "('@' is reserved for the points of sweeps)"
+        )
+    if error.validator == "required":
+        return ConfigError(f"config '{where}': {error.message}")
+    return ConfigError(f"config key '{where}': {error.message}")
+
+
+def _resolve_ref(node: dict) -> dict:
+    if "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        return {**schema()["$defs"][name], **{k: v for k, v in node.items() if k != "$ref"}}
+    return node
+
+
+def _fill_defaults(node: dict, instance) -> None:
+    node = _resolve_ref(node)
+    if not isinstance(instance, dict):
+        return
+    for key, sub in node.get("properties", {}).items():
+        sub = _resolve_ref(sub)
+        if key not in instance and "default" in sub:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _fill_defaults(sub, instance[key])
+    extra = node.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key, value in instance.items():
+            if key not in node.get("properties", {}):
+                _fill_defaults(extra, value)
+
+
+# ---- model arguments, checked without importing torch -----------------------------------------
+
+
+@cache
+def model_arg_names(family: str) -> tuple[str, ...]:
+    """The keyword arguments of a family's builder, read from its source without importing it
+    (the same builder `imgzoo.models.create` calls: `build_<family>`, else `build`)."""
+    module = catalog.FAMILIES[family][0]
+    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
+    builders = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    node = builders.get(f"build_{family}") or builders.get("build")
+    if node is None:
+        raise RuntimeError(f"{module} has no build() function")
+    names = [a.arg for a in node.args.args + node.args.kwonlyargs]
+    return tuple(n for n in names if n not in ("num_classes", "image_size", "in_chans"))
+
+
+def _check_model(where: str, model: str, model_args: dict) -> str:
+    try:
+        family, _ = catalog.resolve(model)
+    except KeyError:
+        raise ConfigError(
+            f"config '{where}.model': {unknown_name('model', model, catalog.known_models())}"
+        ) from None
+    allowed = model_arg_names(family)
+    for key in model_args:
+        if key not in allowed:
+            err = unknown_name(f"argument of model family '{family}'", key, allowed)
+            raise ConfigError(f"config '{where}.model_args': {err}")
+    return family
+
+
+# ---- the study: experiments x datasets x seeds ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Run:
+    dataset: str
+    experiment: str
+    seed: int
+
+    @property
+    def dir(self) -> str:
+        return f"results/runs/{self.dataset}/{self.experiment}/seed{self.seed}"
+
+
+class Study:
+    """A validated config, with sweeps expanded into experiments."""
+
+    def __init__(self, config: dict):
+        from imgzoo.data import known_datasets
+
+        self.config = validate(config)
+        self.train = self.config["train"]
+        self.experiments: dict[str, dict] = {}
+        for name, exp in self.config["experiments"].items():
+            self._add_experiment(name, exp)
+        self.sweeps = self.config["sweeps"]
+        for name, sweep in self.sweeps.items():
+            self._expand_sweep(name, sweep)
+        known = known_datasets()
+        for name in self.config["datasets"]:
+            if name not in known:
+                raise ConfigError(f"config 'datasets': {unknown_name('dataset', name, known)}")
+        for name, exp in self.experiments.items():
+            for dataset in exp.get("datasets", []):
+                if dataset not in known:
+                    err = unknown_name("dataset", dataset, known)
+                    raise ConfigError(f"config 'experiments.{name}.datasets': {err}")
+        for dataset in self.config["data"]:
+            if dataset not in known:
+                raise ConfigError(f"config 'data': {unknown_name('dataset', dataset, known)}")
+        if len(set(self.config["seeds"])) != len(self.config["seeds"]):
+            raise ConfigError("config 'seeds': a seed is listed twice")
+
+    def _add_experiment(self, name: str, exp: dict, where: str | None = None) -> None:
+        where = where or f"experiments.{name}"
+        if name in self.experiments:
+            raise ConfigError(f"config '{where}': two experiments are named '{name}'")
+        allowed = [*EXPERIMENT_KEYS, *self.train]
+        for key in exp:
+            if key not in allowed and key != "sweep":
+                raise ConfigError(f"config '{where}': {unknown_name('key', key, allowed)}")
+        check_train_keys(where, _train_keys(exp))
+        _check_model(where, exp["model"], exp.get("model_args", {}))
+        for dataset, overrides in exp.get("per_dataset", {}).items():
+            for key in overrides:
+                if key not in [*self.train, "model_args"]:
+                    err = unknown_name("key", key, [*self.train, "model_args"])
+                    raise ConfigError(f"config '{where}.per_dataset.{dataset}': {err}")
+            check_train_keys(f"{where}.per_dataset.{dataset}", _train_keys(overrides))
+            _check_model(
+                f"{where}.per_dataset.{dataset}", exp["model"], overrides.get("model_args", {})
+            )
+        self.experiments[name] = exp
+
+    def _expand_sweep(self, name: str, sweep: dict) -> None:
+        where = f"sweeps.{name}"
+        base_name = sweep["base"]
+        if base_name not in self.config["experiments"]:
+            err = unknown_name("experiment", base_name, self.config["experiments"])
+            raise ConfigError(f"config '{where}.base': {err}")
+        base = self.config["experiments"][base_name]
+        family, _ = catalog.resolve(base["model"])
+        keys = list(sweep["grid"])
+        for key in keys:
+            if key not in self.train and key not in model_arg_names(family):
+                allowed = [*self.train, *model_arg_names(family)]
+                err = unknown_name("key to sweep", key, allowed)
+                raise ConfigError(f"config '{where}.grid': {err}")
+        for values in itertools.product(*(sweep["grid"][k] for k in keys)):
+            point = dict(zip(keys, values, strict=True))
+            exp = copy.deepcopy(base)
+            for key, value in point.items():
+                if key in self.train:
+                    exp[key] = value
+                else:
+                    exp.setdefault("model_args", {})[key] = value
+            exp["sweep"] = {"name": name, "base": base_name, "values": point}
+            label = ",".join(f"{k}={_format_value(v)}" for k, v in point.items())
+            self._add_experiment(f"{base_name}@{label}", exp, where=f"{where}.grid")
+
+    def datasets_of(self, experiment: str) -> list[str]:
+        return self.experiments[experiment].get("datasets", self.config["datasets"])
+
+    @property
+    def runs(self) -> list[Run]:
+        return [
+            Run(dataset, name, seed)
+            for name in self.experiments
+            for dataset in self.datasets_of(name)
+            for seed in self.config["seeds"]
+        ]
+
+    def data_options(self, dataset: str) -> dict:
+        return dict(self.config["data"].get(dataset, {}))
+
+    def resources(self, experiment: str) -> dict:
+        return {
+            **RESOURCE_DEFAULTS,
+            **self.config["resources"],
+            **self.experiments[experiment].get("resources", {}),
+        }
+
+    def run_spec(self, dataset: str, experiment: str, seed: int) -> dict:
+        """Everything one run needs, resolved: what the train command gets and the log keeps."""
+        if experiment not in self.experiments:
+            raise ConfigError(
+                f"experiment: {unknown_name('experiment', experiment, self.experiments)}"
+            )
+        exp = self.experiments[experiment]
+        if dataset not in self.datasets_of(experiment):
+            raise ConfigError(
+                f"experiment '{experiment}' does not run on dataset '{dataset}' "
+                f"(its datasets: {', '.join(self.datasets_of(experiment))})"
+            )
+        per_dataset = exp.get("per_dataset", {}).get(dataset, {})
+        train = {**self.train, **_train_keys(exp), **_train_keys(per_dataset)}
+        model, model_args = catalog.resolve(
+            exp["model"], {**exp.get("model_args", {}), **per_dataset.get("model_args", {})}
+        )
+        spec = {
+            "experiment": experiment,
+            "dataset": dataset,
+            "seed": int(seed),
+            "model": model,
+            "model_name": exp["model"],
+            "model_args": model_args,
+            "train": train,
+            "data": self.data_options(dataset),
+            "resources": self.resources(experiment),
+        }
+        if "sweep" in exp:
+            spec["sweep"] = exp["sweep"]
+        return spec
+
+
+def _train_keys(mapping: dict) -> dict:
+    return {k: v for k, v in mapping.items() if k not in (*EXPERIMENT_KEYS, "sweep")}
+
+
+def _format_value(value) -> str:
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
+
+
+def apply_overrides(spec: dict, overrides: list[str]) -> dict:
+    """Apply command-line `key=value` overrides (train keys, or model_args.KEY) to a run spec."""
+    spec = copy.deepcopy(spec)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise ConfigError(f"override '{item}': expected key=value")
+        value = coerce_numbers(yaml.safe_load(text))
+        if key.startswith("model_args."):
+            arg = key.removeprefix("model_args.")
+            _check_model("override", spec["model"], {arg: value})
+            spec["model_args"][arg] = value
+        elif key in spec["train"]:
+            spec["train"][key] = value
+        else:
+            raise ConfigError(
+                f"override: {unknown_name('key', key, [*spec['train'], 'model_args.*'])}"
+            )
+    check_train_keys("override", spec["train"])
+    return spec
+
+
+def load_study(paths: list[str | Path]) -> Study:
+    """A Study from one or more config files (later ones override earlier ones, key by key)."""
+    config: dict = {}
+    for path in paths:
+        config = merge(config, load_yaml(path))
+    return Study(config)
+
+
+def merge(base: dict, update: dict) -> dict:
+    """Recursive dict merge, as Snakemake merges --configfile arguments."""
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out

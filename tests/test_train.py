@@ -1,0 +1,196 @@
+"""One training run: it learns, logs every series, is deterministic, and resumes to the bit."""
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import yaml
+
+from imgzoo import data, runlog
+from imgzoo.cli import main
+from imgzoo.config import Study, apply_overrides
+from imgzoo.errors import CheckpointError
+from imgzoo.train import CHECKPOINT, Preempted, train
+
+# Series that must match exactly between runs (times and throughput never do).
+EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
+
+CONFIG = {
+    "datasets": ["digits"],
+    "seeds": [0],
+    "train": {"epochs": 3, "batch_size": 64, "lr": 0.003, "augment": "standard"},
+    "experiments": {
+        "mlp": {"model": "mlp", "model_args": {"hidden": [64]}, "augment": "none"},
+        "mixer": {"model": "mixer", "model_args": {"patch_size": 2, "dim": 32, "depth": 1}},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "digits.h5"
+    data.prepare("digits", {}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def steps(digits):
+    """Training steps per epoch at batch size 64."""
+    return math.ceil(len(data.load(digits).train_y) / 64)
+
+
+def stop_after(steps):
+    """A stop flag that asks the run to stop (as on preemption) after `steps` training steps."""
+    calls = {"n": 0}
+
+    def flag():
+        calls["n"] += 1
+        return calls["n"] > steps
+
+    return flag
+
+
+def spec_for(experiment="mlp", *overrides):
+    spec = Study(CONFIG).run_spec("digits", experiment, 0)
+    return apply_overrides(spec, list(overrides))
+
+
+def test_run_learns_and_writes_a_complete_log(digits, steps, tmp_path):
+    log = train(spec_for(), digits, tmp_path, threads=1)
+    assert log.attrs["status"] == "completed"
+    read = runlog.read(tmp_path / "metrics.h5")
+    assert list(read.epochs["epoch"]) == [1, 2, 3]
+    for key in runlog.EPOCH_SERIES:
+        assert np.isfinite(read.epochs[key]).all(), key
+    assert read.epochs["test_acc"][-1] > 0.85  # chance is 0.1
+    assert read.epochs["train_subset_acc"][-1] > 0.85
+    assert read.epochs["lr"][0] > read.epochs["lr"][-1]  # cosine decays
+    assert read.confusion.shape == (10, 10) and read.confusion.sum() == len(
+        data.load(digits).test_y
+    )
+    assert read.first_layer.shape == (64, 8, 8) and read.first_layer_kind == "dense"
+    assert read.attrs["num_params"] == 8 * 8 * 64 + 64 + 64 * 10 + 10
+    assert len(read.steps["loss"]) == 3 * steps
+    assert read.config["train"]["epochs"] == 3
+    assert (tmp_path / "model.pt").exists() and not (tmp_path / CHECKPOINT).exists()
+
+
+def test_same_seed_same_numbers_and_resume_after_preemption(digits, steps, tmp_path):
+    whole = train(spec_for("mixer"), digits, tmp_path / "whole", threads=1)
+
+    out = tmp_path / "resumed"
+    with pytest.raises(Preempted):  # a few steps into epoch 3
+        train(spec_for("mixer"), digits, out, threads=1, stop_flag=stop_after(2 * steps + 5))
+    assert (out / CHECKPOINT).exists() and not (out / "metrics.h5").exists()
+    resumed = train(spec_for("mixer"), digits, out, threads=1)
+    for key in EXACT:
+        np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
+    np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
+    np.testing.assert_array_equal(resumed.confusion, whole.confusion)
+    again = train(spec_for("mixer"), digits, tmp_path / "again", threads=1)
+    for key in EXACT:
+        np.testing.assert_array_equal(again.epochs[key], whole.epochs[key], err_msg=key)
+
+
+def test_changed_settings_do_not_resume_a_foreign_checkpoint(digits, steps, tmp_path):
+    with pytest.raises(Preempted):
+        train(spec_for(), digits, tmp_path, threads=1, stop_flag=stop_after(steps + 1))
+    with pytest.warns(UserWarning):
+        log = train(spec_for("mlp", "epochs=1"), digits, tmp_path, threads=1)
+    assert list(log.epochs["epoch"]) == [1]
+
+
+def test_divergence_is_logged_not_fatal(digits, tmp_path, capsys):
+    log = train(
+        spec_for("mlp", "lr=1e12", "optimizer=sgd", "schedule=constant"),
+        digits,
+        tmp_path,
+        threads=1,
+    )
+    assert log.attrs["status"] == "diverged" and log.attrs["diverged_epoch"] == 1
+    assert runlog.read(tmp_path / "metrics.h5").attrs["status"] == "diverged"
+
+
+def test_divergence_fails_when_asked(digits, tmp_path, capsys):
+    argv = [
+        "train",
+        "--experiment",
+        "mlp",
+        "--dataset",
+        "digits",
+        "--seed",
+        "0",
+        "--data",
+        str(digits),
+        "--out",
+        str(tmp_path),
+        "--threads",
+        "1",
+    ]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(CONFIG))
+    code = main([*argv, "--config", str(cfg), "lr=1e12", "optimizer=sgd", "on_diverge=fail"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "diverged in epoch 1" in err.splitlines()[-1]
+    assert not (tmp_path / "metrics.h5").exists()
+
+
+def test_truncated_checkpoint_is_refused_in_one_line(digits, steps, tmp_path):
+    with pytest.raises(Preempted):
+        train(spec_for(), digits, tmp_path, threads=1, stop_flag=stop_after(steps + 1))
+    ckpt = tmp_path / CHECKPOINT
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match="checkpoint.pt: not a readable imgzoo checkpoint"):
+        train(spec_for(), digits, tmp_path, threads=1)
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_to_identical_numbers(digits, tmp_path):
+    """SIGKILL a real `imgzoo train` process mid-run, start it again, compare with a clean run."""
+    cfg = tmp_path / "c.yaml"
+    config = {**CONFIG, "train": {**CONFIG["train"], "epochs": 6}}
+    cfg.write_text(yaml.safe_dump(config))
+
+    def command(out):
+        return [
+            sys.executable,
+            "-m",
+            "imgzoo",
+            "train",
+            "--config",
+            str(cfg),
+            "--experiment",
+            "mixer",
+            "--dataset",
+            "digits",
+            "--seed",
+            "0",
+            "--data",
+            str(digits),
+            "--out",
+            str(out),
+            "--threads",
+            "1",
+        ]
+
+    subprocess.run(command(tmp_path / "whole"), check=True, capture_output=True)
+    proc = subprocess.Popen(command(tmp_path / "killed"), stderr=subprocess.PIPE)
+    ckpt = tmp_path / "killed" / CHECKPOINT
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "killed" / "metrics.h5").exists(), "the run finished before the kill"
+    subprocess.run(command(tmp_path / "killed"), check=True, capture_output=True)
+    whole = runlog.read(tmp_path / "whole" / "metrics.h5")
+    killed = runlog.read(tmp_path / "killed" / "metrics.h5")
+    for key in EXACT:
+        np.testing.assert_array_equal(killed.epochs[key], whole.epochs[key], err_msg=key)

@@ -1,0 +1,31 @@
+# One training run. With launcher: local it runs in this job's process; with launcher: submitit
+# this job only submits the run to SLURM and waits (light, no torch). `resources` mirror the
+# experiment's SLURM resources so that `--executor slurm` works too.
+
+
+rule train:
+    input:
+        data="results/data/{dataset}.h5",
+    output:
+        metrics="results/runs/{dataset}/{experiment}/seed{seed}/metrics.h5",
+    log:
+        "results/logs/train/{dataset}/{experiment}/seed{seed}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        slurm_partition=lambda w: run_resources(w, "partition") or "",
+        gpus=lambda w: run_resources(w, "gpus"),
+        cpus_per_task=lambda w: run_resources(w, "cpus"),
+        mem_mb=lambda w: int(run_resources(w, "mem_gb") * 1024),
+        runtime=lambda w: run_resources(w, "time_min"),
+    params:
+        spec=run_spec,
+        slurm=slurm_settings,
+        launcher=config["launcher"],
+        outdir=lambda w, output: os.path.dirname(output.metrics),
+    shell:
+        "imgzoo train --experiment {wildcards.experiment:q} --dataset {wildcards.dataset}"
+        " --seed {wildcards.seed} --data {input.data} --out {params.outdir:q}"
+        " --threads {threads} --launcher {params.launcher} --spec {params.spec:q}"
+        " --slurm {params.slurm:q} 2>&1 | tee {log:q}"
