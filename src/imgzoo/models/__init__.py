@@ -1,0 +1,68 @@
+"""The model registry: `create` is the only door to a model.
+
+This module must stay importable without torch (the Snakefile and config validation import the
+package); torch and a family's own dependencies (timm, einops) load only inside `create`, and only
+for the family asked for.
+
+A family module exposes `build(num_classes, image_size, in_chans, **args)`. A module that serves
+several families (resnet18 and resnet34 share one) exposes `build_<family>` instead; `create`
+looks that up first. The builder's keyword parameters are the family's model arguments, so its
+signature is the single place where they are declared.
+"""
+
+import difflib
+import importlib
+import inspect
+
+from imgzoo.errors import ConfigError, unknown_name
+from imgzoo.models import catalog
+
+# Every builder takes these; they come from the dataset, not from model_args.
+_DATA_PARAMS = ("num_classes", "image_size", "in_chans")
+
+
+def _builder(family: str):
+    module = importlib.import_module(catalog.FAMILIES[family][0])
+    return getattr(module, f"build_{family}", None) or module.build
+
+
+def _check_args(family: str, builder, model_args: dict) -> None:
+    params = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return  # the builder validates its own arguments
+    known = sorted(n for n in params if n not in _DATA_PARAMS)
+    for key in model_args:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known)}"
+            raise ConfigError(
+                f"unknown argument '{key}' for model family '{family}' ({hint}); "
+                "fix model_args in the config"
+            )
+
+
+def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **model_args):
+    """Build model `name` (a family or a preset); its head has exactly `num_classes` outputs.
+
+    `model_args` override a preset's arguments. Unknown names or arguments raise ConfigError.
+    """
+    try:
+        family, args = catalog.resolve(name, model_args)
+    except KeyError:
+        raise unknown_name("model", name, catalog.known_models()) from None
+    builder = _builder(family)
+    _check_args(family, builder, args)
+    return builder(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
+
+
+def first_layer_tiles(model):
+    """(tiles float32 (K, h, w), kind) for the weight grids, or None if the model has no view."""
+    # torch.compile wraps the model; the tiles live on the original module.
+    model = getattr(model, "_orig_mod", model)
+    tiles = getattr(model, "first_layer_tiles", None)
+    return tiles() if callable(tiles) else None
+
+
+def count_params(model) -> int:
+    """Number of parameters (trainable or not), each shared tensor counted once."""
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,178 @@
+"""What models exist, without importing torch: the Snakefile and config validation read this.
+
+FAMILIES maps a family name to the module that builds it (imported only by `create`) and says
+whether the family has a first-layer view for the weight grids. PRESETS names documented
+configurations: a preset is a family plus model_args, and an experiment's own model_args
+override the preset's.
+"""
+
+# name -> (module, has_first_layer_view)
+FAMILIES: dict[str, tuple[str, bool]] = {
+    # --- section A: mlp, resnet, dilated, mixer ---
+    "mlp": ("imgzoo.models.mlp", True),
+    # resnet18 and resnet34 share a module; it exposes build_resnet18 / build_resnet34.
+    "resnet18": ("imgzoo.models.resnet", True),
+    "resnet34": ("imgzoo.models.resnet", True),
+    "dilated": ("imgzoo.models.dilated", True),
+    "mixer": ("imgzoo.models.mixer", True),
+    # --- end of section A ---
+    # --- section B: vit, swin, tnt, perceiver, perceiver_io, pretrained ---
+    "vit": ("imgzoo.models.vit", True),
+    "swin": ("imgzoo.models.swin", True),
+    "tnt": ("imgzoo.models.tnt", True),
+    "perceiver": ("imgzoo.models.perceiver", False),  # no image-shaped first layer
+    "perceiver_io": ("imgzoo.models.perceiver_io", False),
+    "pretrained": ("imgzoo.models.pretrained", True),  # the timm model's first conv
+    # --- end of section B ---
+}
+
+# preset name -> {"model": family, "model_args": {...}}
+PRESETS: dict[str, dict] = {
+    # --- section A ---
+    # Study 1 (CIFAR-10): its MLP config.
+    "mlp-1024-512-64-64-tanh": {
+        "model": "mlp", "model_args": {"hidden": [1024, 512, 64, 64], "activation": "tanh"},
+    },
+    # Study 2 (CIFAR-100): torchvision ResNets, i.e. the ImageNet stem, with its default running
+    # global-scalar input normaliser. Its "-tnc" variant (a 100-way head instead of 1000) is what
+    # every model here is, so c100-resnet18 is study 2's resnet18-tnc.
+    "c100-resnet18": {
+        "model": "resnet18", "model_args": {"stem": "imagenet", "normalizer": "running"},
+    },
+    "c100-resnet34": {
+        "model": "resnet34", "model_args": {"stem": "imagenet", "normalizer": "running"},
+    },
+    "c100-resnet18-wonorm": {
+        "model": "resnet18", "model_args": {"stem": "imagenet", "normalizer": "none"},
+    },
+    "c100-resnet18-pcnorm": {
+        "model": "resnet18",
+        "model_args": {"stem": "imagenet", "normalizer": "running_per_channel"},
+    },
+    "c100-resnet18-gn": {
+        "model": "resnet18",
+        "model_args": {"stem": "imagenet", "normalizer": "running", "norm": "gn"},
+    },
+    **{
+        f"c100-resnet18-ms{level}": {
+            "model": "resnet18",
+            "model_args": {"stem": "imagenet", "normalizer": "running", "mixstyle": level},
+        }
+        for level in (1, 2, 3)
+    },
+    "toy-dilated": {"model": "dilated", "model_args": {"width": 32, "dilations": [1, 2, 4, 8]}},
+    # Study 1's Mixer: its weight picture (128 token-mixing rows of 8x8) implies patch 4, dim 256;
+    # its JSON config says patch 16 (only 4 tokens at 32 px).
+    "mixer-study1": {"model": "mixer", "model_args": {"patch_size": 4, "dim": 256, "depth": 4}},
+    "mixer-study1-json": {
+        "model": "mixer", "model_args": {"patch_size": 16, "dim": 256, "depth": 4},
+    },
+    # Study 3: Mixer-S/16 trained at native resolution (needs images divisible by 16).
+    "mixer-s16": {
+        "model": "mixer",
+        "model_args": {"patch_size": 16, "dim": 512, "depth": 8,
+                       "token_mlp_ratio": 0.5, "channel_mlp_ratio": 4.0},
+    },
+    # --- end of section A ---
+    # --- section B ---
+    # Study 2 (CIFAR-100) ViTs: patch 8 (16 tokens at 32 px), dim 256, 4 heads, MLP head via 1024.
+    # "vit" = post-norm nn.TransformerEncoderLayer style; "vitn" = pre-norm, own attention.
+    "vit-12x256-8x8": {"model": "vit", "model_args": {"norm": "post"}},
+    "vitn-12x256-8x8": {"model": "vit", "model_args": {"norm": "pre"}},
+    "vitn-12x256-8x8-ra": {"model": "vit", "model_args": {"norm": "pre", "rel_attn": True}},
+    "vitn-12x256-8x8-dm": {"model": "vit", "model_args": {"norm": "pre", "diag_mask": True}},
+    "vitn-12x256-8x8-lt": {"model": "vit", "model_args": {"norm": "pre", "temperature": "log"}},
+    "vitn-12x256-8x8-ltv": {
+        "model": "vit", "model_args": {"norm": "pre", "temperature": "vanilla"},
+    },
+    "vitn-12x256-8x8-dm-lt": {
+        "model": "vit", "model_args": {"norm": "pre", "diag_mask": True, "temperature": "log"},
+    },
+    # 3 blocks x 4 layers with an extra head after blocks 1 and 2 (layers 4 and 8).
+    "vit-aux-3x4x256-8x8": {"model": "vit", "model_args": {"norm": "post", "aux_heads": [4, 8]}},
+    # "Vision Transformer for Small-Size Datasets" (arXiv 2112.13492): shifted patch tokens +
+    # locality self-attention (diagonal mask, learned temperature), its CIFAR ViT size.
+    "vit-spt-lsa": {
+        "model": "vit",
+        "model_args": {"norm": "pre", "spt": True, "diag_mask": True, "temperature": "log",
+                       "patch_size": 4, "dim": 192, "depth": 9, "heads": 12, "mlp_ratio": 2},
+    },
+    # Study 3: Swin from scratch (window 8 at 32/64 px, 12 at 96 px), and its 3-stage LR-ablation
+    # model.
+    "swin-study3": {"model": "swin", "model_args": {}},
+    "swin-3stage": {"model": "swin", "model_args": {"depths": [2, 8, 2], "num_heads": [2, 4, 8]}},
+    # Study 3's Rand-TnT.
+    "tnt-study3": {
+        "model": "tnt",
+        "model_args": {"patch_size": 4, "pixel_size": 2, "dim": 512, "pixel_dim": 24, "depth": 6,
+                       "heads": 8, "dim_head": 64, "dropout": 0.1},
+    },
+    # Study 3's Perceivers (293,362 / 1,151,730 / 4,428,262 parameters on CIFAR-10).
+    "perceiver-medium": {
+        "model": "perceiver",
+        "model_args": {"depth": 4, "num_latents": 32, "latent_dim": 32, "cross_heads": 1,
+                       "latent_heads": 8, "cross_dim_head": 16, "latent_dim_head": 16,
+                       "attn_dropout": 0.2, "ff_dropout": 0.2, "num_freq_bands": 6,
+                       "max_freq": 10.0, "self_per_cross_attn": 2},
+    },
+    "perceiver-large": {
+        "model": "perceiver",
+        "model_args": {"depth": 4, "num_latents": 32, "latent_dim": 64, "cross_heads": 1,
+                       "latent_heads": 8, "cross_dim_head": 32, "latent_dim_head": 32,
+                       "attn_dropout": 0.3, "ff_dropout": 0.3, "num_freq_bands": 6,
+                       "max_freq": 10.0, "self_per_cross_attn": 2},
+    },
+    "perceiver-xl": {
+        "model": "perceiver",
+        "model_args": {"depth": 6, "num_latents": 48, "latent_dim": 96, "cross_heads": 1,
+                       "latent_heads": 8, "cross_dim_head": 32, "latent_dim_head": 64,
+                       "attn_dropout": 0.3, "ff_dropout": 0.3, "num_freq_bands": 6,
+                       "max_freq": 10.0, "self_per_cross_attn": 2},
+    },
+    # Study 3's Perceiver IO: the image as one flat token, one learned query of width
+    # num_classes.
+    "perceiver-io-cifar10": {
+        "model": "perceiver_io",
+        "model_args": {"input_mode": "flat", "depth": 2, "num_latents": 32, "latent_dim": 64,
+                       "cross_heads": 1, "latent_heads": 8, "cross_dim_head": 128,
+                       "latent_dim_head": 128},
+    },
+    "perceiver-io-stl10": {
+        "model": "perceiver_io",
+        "model_args": {"input_mode": "flat", "depth": 2, "num_latents": 96, "latent_dim": 192,
+                       "cross_heads": 1, "latent_heads": 8, "cross_dim_head": 64,
+                       "latent_dim_head": 64},
+    },
+    "perceiver-io-tinyimagenet": {
+        "model": "perceiver_io",
+        "model_args": {"input_mode": "flat", "depth": 2, "num_latents": 32, "latent_dim": 64,
+                       "cross_heads": 1, "latent_heads": 8, "cross_dim_head": 64,
+                       "latent_dim_head": 64},
+    },
+    # Study 3's fine-tuned ImageNet models; each experiment gives model_args.pretrained_file.
+    "swin-base-pretrained": {
+        "model": "pretrained", "model_args": {"arch": "swin_base_patch4_window7_224"},
+    },
+    "tnt-s-pretrained": {"model": "pretrained", "model_args": {"arch": "tnt_s_patch16_224"}},
+    "mixer-b16-pretrained": {"model": "pretrained", "model_args": {"arch": "mixer_b16_224"}},
+    # --- end of section B ---
+}
+
+
+def known_models() -> list[str]:
+    return sorted([*FAMILIES, *PRESETS])
+
+
+def resolve(name: str, model_args: dict | None = None) -> tuple[str, dict]:
+    """(family, merged model_args) for a family or preset name; KeyError if unknown."""
+    if name in PRESETS:
+        preset = PRESETS[name]
+        return preset["model"], {**preset.get("model_args", {}), **(model_args or {})}
+    if name in FAMILIES:
+        return name, dict(model_args or {})
+    raise KeyError(name)
+
+
+def has_first_layer_view(name: str) -> bool:
+    family, _ = resolve(name)
+    return FAMILIES[family][1]
