@@ -1,0 +1,225 @@
+"""The runs table (one row per run) and the summary table (one row per dataset × experiment).
+
+Model selection: a run's headline number, `test_acc_at_best_val`, is the test accuracy at the epoch
+of best *validation* accuracy (ties: the earliest such epoch). The test set never picks the epoch;
+`final_test_acc` (last epoch) is shown beside it.
+
+Units: the CSVs keep accuracies as fractions in [0, 1], as in the run log; Markdown and HTML show
+them in percent with 2 decimals. Summary std is the sample standard deviation over seeds (ddof=1),
+left blank for a single seed, where it is undefined. Diverged runs count in `n_seeds` and
+`n_diverged` but not in mean ± std. Non-finite values in a log are treated as missing.
+
+Rows: by dataset, then experiment in the order of first appearance in `log_paths`, with the
+experiments of one sweep together (at the place of the sweep's first experiment), then seed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imgzoo.aggregate import read_logs, sweep_of, write_text
+
+ACCURACIES = ("test_acc_at_best_val", "final_test_acc", "best_val_acc", "train_subset_acc")
+METRICS = (*ACCURACIES, "train_time_s", "images_per_s")
+
+RUN_COLUMNS = (
+    "dataset",
+    "sweep",
+    "experiment",
+    "seed",
+    "model",
+    "status",
+    "params",
+    "epochs",
+    "best_epoch",
+    *METRICS,
+    "diverged_epoch",
+)
+SUMMARY_KEYS = ("dataset", "sweep", "experiment", "n_seeds", "n_diverged", "params", "epochs")
+
+# Display precision (Markdown / HTML): accuracies are shown in percent.
+_DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "images_per_s": 0}
+_SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "images_per_s": 1.0}
+
+_TEXT_COLUMNS = ("dataset", "sweep", "experiment", "model", "status")
+_NOTE = (
+    "Accuracies in percent. test_acc_at_best_val: test accuracy at the epoch of best validation "
+    "accuracy (the model-selection metric). Summary: mean ± sample std over seeds (no std for a "
+    "single seed); diverged runs are counted in n_diverged and left out of mean ± std."
+)
+
+
+def _finite(values) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    return np.where(np.isfinite(values), values, np.nan)
+
+
+def _last(values: np.ndarray) -> float:
+    """The last finite value (a diverged run's last row may hold NaN), NaN if none."""
+    finite = values[np.isfinite(values)]
+    return float(finite[-1]) if finite.size else np.nan
+
+
+def run_row(log) -> dict:
+    """One run's row of the runs table; the sweep plot uses the same numbers."""
+    attrs, series = log.attrs, log.epochs
+    epoch = np.asarray(series["epoch"])
+    val, test = _finite(series["val_acc"]), _finite(series["test_acc"])
+    best_epoch, best_val, at_best = None, np.nan, np.nan
+    if np.isfinite(val).any():
+        best = int(np.nanargmax(val))  # first maximum: ties go to the earliest epoch
+        best_epoch, best_val, at_best = int(epoch[best]), float(val[best]), float(test[best])
+    times, speeds = _finite(series["epoch_time"]), _finite(series["images_per_s"])
+    sweep = sweep_of(log)
+    diverged_epoch = int(attrs.get("diverged_epoch", -1))
+    return {
+        "dataset": str(attrs["dataset"]),
+        "sweep": str(sweep["name"]) if sweep else "",
+        "experiment": str(attrs["experiment"]),
+        "seed": int(attrs["seed"]),
+        "model": str(attrs["model"]),
+        "status": str(attrs["status"]),
+        "params": int(attrs["num_params"]),
+        "epochs": int(attrs["epochs_completed"]),
+        "epochs_planned": int(attrs["epochs_planned"]),
+        "best_epoch": best_epoch,
+        "test_acc_at_best_val": at_best,
+        "final_test_acc": _last(test),
+        "best_val_acc": best_val,
+        "train_subset_acc": _last(_finite(series["train_subset_acc"])),
+        "train_time_s": float(np.nansum(times)) if np.isfinite(times).any() else np.nan,
+        "images_per_s": float(np.nanmean(speeds)) if np.isfinite(speeds).any() else np.nan,
+        "diverged_epoch": diverged_epoch if diverged_epoch >= 0 else None,
+    }
+
+
+def runs_frame(logs) -> pd.DataFrame:
+    """All runs' rows (with `epochs_planned`, which only the summary shows), in table order."""
+    rows = [run_row(log) for log in logs]
+    first_seen: dict[str, int] = {}  # experiment or "sweep:<name>" -> first position in logs
+    for i, row in enumerate(rows):
+        first_seen.setdefault(row["experiment"], i)
+        if row["sweep"]:
+            first_seen.setdefault("sweep:" + row["sweep"], i)
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "epochs_planned"])
+    frame["_group"] = [
+        first_seen["sweep:" + r["sweep"]] if r["sweep"] else first_seen[r["experiment"]]
+        for r in rows
+    ]
+    frame["_order"] = [first_seen[r["experiment"]] for r in rows]
+    frame = frame.sort_values(["dataset", "_group", "_order", "seed"], kind="stable")
+    frame = frame.drop(columns=["_group", "_order"]).reset_index(drop=True)
+    for column in ("best_epoch", "diverged_epoch"):  # integers that may be blank
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def mean_std(values) -> tuple[float, float]:
+    """Mean and sample std of the finite values; std NaN (blank) for fewer than two."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return np.nan, np.nan
+    std = float(np.std(values, ddof=1)) if values.size > 1 else np.nan
+    return float(np.mean(values)), std
+
+
+def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per dataset × experiment, in the runs table's order."""
+    rows = []
+    for (dataset, sweep, experiment), group in runs.groupby(
+        ["dataset", "sweep", "experiment"], sort=False
+    ):
+        good = group[group["status"] != "diverged"]
+        row = {
+            "dataset": dataset,
+            "sweep": sweep,
+            "experiment": experiment,
+            "n_seeds": len(group),
+            "n_diverged": len(group) - len(good),
+            "params": int(group["params"].iloc[0]),
+            # what the experiment asked for: a diverged seed's completed count says less
+            "epochs": int(group["epochs_planned"].max()),
+        }
+        for metric in METRICS:
+            row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(good[metric])
+        rows.append(row)
+    columns = [*SUMMARY_KEYS, *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _number(value, metric: str) -> str:
+    if pd.isna(value):
+        return ""
+    return f"{value * _SCALE[metric]:.{_DIGITS[metric]}f}"
+
+
+def _header(metric: str) -> str:
+    return f"{metric} (%)" if metric in ACCURACIES else metric
+
+
+def _runs_display(runs: pd.DataFrame) -> pd.DataFrame:
+    shown = runs[list(RUN_COLUMNS)].astype(object)
+    for metric in METRICS:
+        shown[metric] = [_number(v, metric) for v in runs[metric]]
+    shown = shown.rename(columns={m: _header(m) for m in METRICS})
+    return shown.map(lambda v: "" if v is None or v is pd.NA else str(v))
+
+
+def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
+    shown = summary[list(SUMMARY_KEYS)].astype(str)
+    for metric in METRICS:
+        pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_std"], strict=True)
+        shown[_header(metric)] = [
+            _number(m, metric) + (f" ± {_number(s, metric)}" if not pd.isna(s) else "")
+            for m, s in pairs
+        ]
+    return shown
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;font-size:13px;margin:1em}"
+    "table{border-collapse:collapse}"
+    "th,td{padding:3px 9px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap;"
+    "font-variant-numeric:tabular-nums}"
+    "th{background:#f2f2f2;position:sticky;top:0}"
+    "tbody tr:hover{background:#f7f9fc}"
+)
+
+
+def _html(shown: pd.DataFrame, title: str) -> str:
+    table = shown.to_html(index=False, border=0)
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n<h3>{title}</h3>\n<p>{_NOTE}</p>\n"
+        f"{table}\n</body></html>\n"
+    )
+
+
+def _markdown(shown: pd.DataFrame, title: str) -> str:
+    # disable_numparse: tabulate would otherwise re-format "93.10" as 93.1
+    align = ["left" if c in _TEXT_COLUMNS else "right" for c in shown.columns]
+    table = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
+    return f"## {title}\n\n{_NOTE}\n\n{table}\n"
+
+
+def write_tables(log_paths, out_dir) -> None:
+    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir`.
+
+    Every log is read before any file is written, so an unreadable log (RunLogError naming
+    it) leaves the previous tables as they were.
+    """
+    out_dir = Path(out_dir)
+    runs = runs_frame(read_logs(log_paths))
+    summary = summary_frame(runs)
+    outputs = {
+        "runs": (runs[list(RUN_COLUMNS)], _runs_display(runs), "imgzoo runs"),
+        "summary": (summary, _summary_display(summary), "imgzoo summary over seeds"),
+    }
+    for name, (data, shown, title) in outputs.items():
+        write_text(out_dir / f"{name}.csv", data.to_csv(index=False))
+        write_text(out_dir / f"{name}.md", _markdown(shown, title))
+        write_text(out_dir / f"{name}.html", _html(shown, title))
