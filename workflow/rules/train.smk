@@ -13,16 +13,21 @@ rule train:
     conda:
         "../../environment.yml"
     threads: 1
+    # Names of snakemake-executor-plugin-slurm; unset ones (None) are left out.
     resources:
-        slurm_partition=lambda w: run_resources(w, "partition") or "",
-        gpus=lambda w: run_resources(w, "gpus"),
+        slurm_partition=lambda w: run_resources(w, "partition"),
+        slurm_account=lambda w: run_resources(w, "account"),
+        qos=lambda w: run_resources(w, "qos"),
+        constraint=lambda w: run_resources(w, "constraint"),
+        gpu=lambda w: run_resources(w, "gpus") or None,
         cpus_per_task=lambda w: run_resources(w, "cpus"),
         mem_mb=lambda w: int(run_resources(w, "mem_gb") * 1024),
         runtime=lambda w: run_resources(w, "time_min"),
+        slurm_extra=slurm_extra,
     params:
         spec=run_spec,
         slurm=slurm_settings,
-        launcher=config["launcher"],
+        launcher=STUDY.config["launcher"],
         outdir=lambda w, output: os.path.dirname(output.metrics),
     shell:
         "imgzoo train --experiment {wildcards.experiment:q} --dataset {wildcards.dataset}"
