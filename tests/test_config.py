@@ -58,6 +58,16 @@ def test_sweep_expands_into_named_experiments():
     assert spec["sweep"] == {"name": "lr", "base": "mlp", "values": {"lr": 0.01, "dropout": 0.5}}
 
 
+def test_sweep_points_for_ablations_that_are_not_a_grid():
+    config = with_changes(
+        sweeps={"s": {"base": "mlp", "points": [{"lr": 0.1}, {"lr": 0.2, "dropout": 0.5}]}}
+    )
+    study = Study(config)
+    assert [n for n in study.experiments if "@" in n] == ["mlp@lr=0.1", "mlp@lr=0.2,dropout=0.5"]
+    with pytest.raises(ConfigError, match="either 'grid' or 'points'"):
+        Study(with_changes(sweeps={"s": {"base": "mlp"}}))
+
+
 def test_overrides():
     spec = Study(with_changes()).run_spec("digits", "mlp", 0)
     spec = apply_overrides(spec, ["lr=0.5", "epochs=2", "model_args.hidden=[8]"])
@@ -67,6 +77,13 @@ def test_overrides():
         apply_overrides(spec, ["lrr=1"])
     with pytest.raises(ConfigError, match="epochs"):
         apply_overrides(spec, ["epochs=0"])
+
+
+def test_schema_knows_every_augmentation_preset():
+    from imgzoo import augment
+    from imgzoo.config import schema
+
+    assert set(schema()["$defs"]["train"]["properties"]["augment"]["enum"]) == set(augment.PRESETS)
 
 
 BAD_CONFIGS = [
@@ -98,6 +115,7 @@ BAD_CONFIGS = [
         "'mpl'",
     ),
     ("unknown launcher", {"launcher": "slurm"}, "'slurm'"),
+    ("unknown augmentation", {"train": {"augment": "standart"}}, "standard"),
     ("reserved character in a name", {"experiments": {"a@b": {"model": "mlp"}}}, "'a@b'"),
 ]
 

@@ -254,20 +254,27 @@ class Study:
 
     def _expand_sweep(self, name: str, sweep: dict) -> None:
         where = f"sweeps.{name}"
+        if ("grid" in sweep) == ("points" in sweep):
+            raise ConfigError(f"config '{where}': give either 'grid' or 'points'")
         base_name = sweep["base"]
         if base_name not in self.config["experiments"]:
             err = unknown_name("experiment", base_name, self.config["experiments"])
             raise ConfigError(f"config '{where}.base': {err}")
         base = self.config["experiments"][base_name]
         family, _ = catalog.resolve(base["model"])
-        keys = list(sweep["grid"])
-        for key in keys:
-            if key not in self.train and key not in model_arg_names(family):
-                allowed = [*self.train, *model_arg_names(family)]
-                err = unknown_name("key to sweep", key, allowed)
-                raise ConfigError(f"config '{where}.grid': {err}")
-        for values in itertools.product(*(sweep["grid"][k] for k in keys)):
-            point = dict(zip(keys, values, strict=True))
+        if "grid" in sweep:
+            keys = list(sweep["grid"])
+            points = [dict(zip(keys, v, strict=True))
+                      for v in itertools.product(*(sweep["grid"][k] for k in keys))]
+        else:
+            points = sweep["points"]
+        allowed = [*self.train, *model_arg_names(family)]
+        for point in points:
+            for key in point:
+                if key not in allowed:
+                    err = unknown_name("key to sweep", key, allowed)
+                    raise ConfigError(f"config '{where}': {err}")
+        for point in points:
             exp = copy.deepcopy(base)
             for key, value in point.items():
                 if key in self.train:
@@ -276,7 +283,7 @@ class Study:
                     exp.setdefault("model_args", {})[key] = value
             exp["sweep"] = {"name": name, "base": base_name, "values": point}
             label = ",".join(f"{k}={_format_value(v)}" for k, v in point.items())
-            self._add_experiment(f"{base_name}@{label}", exp, where=f"{where}.grid")
+            self._add_experiment(f"{base_name}@{label}", exp, where=where)
 
     def datasets_of(self, experiment: str) -> list[str]:
         return self.experiments[experiment].get("datasets", self.config["datasets"])
