@@ -1,0 +1,228 @@
+"""Batched augmentation: shapes and range, determinism, and each operation's semantics."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from imgzoo import augment
+from imgzoo.errors import ConfigError
+
+
+def _images(b, c, size, seed=0):
+    return torch.rand(b, c, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _gen(seed, device="cpu"):
+    return torch.Generator(device=device).manual_seed(seed)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("size", [8, 32, 64, 96])
+@pytest.mark.parametrize("preset", augment.PRESETS)
+def test_shape_dtype_range(preset, size, channels):
+    x = _images(6, channels, size)
+    y = augment.build(preset, size)(x, _gen(1))
+    assert y.shape == x.shape and y.dtype == torch.float32
+    assert y.min() >= 0 and y.max() <= 1
+    assert y is not x
+
+
+@pytest.mark.parametrize("preset", augment.PRESETS)
+def test_channels_last_input_gives_the_same_batch(preset):
+    x = _images(8, 3, 64)  # e.g. a batch permuted from the N×H×W×C arrays
+    aug = augment.build(preset, 64)
+    y = aug(x.contiguous(memory_format=torch.channels_last), _gen(2))
+    torch.testing.assert_close(y, aug(x, _gen(2)), atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("preset", augment.PRESETS)
+def test_same_generator_state_same_batch(preset):
+    x = _images(16, 3, 32)
+    aug = augment.build(preset, 32)
+    assert torch.equal(aug(x, _gen(7)), aug(x, _gen(7)))
+    if preset != "none":
+        assert not torch.equal(aug(x, _gen(7)), aug(x, _gen(8)))
+
+
+def test_none_is_identity():
+    x = _images(4, 3, 32)
+    assert torch.equal(augment.build("none", 32)(x, _gen(0)), x)
+
+
+def test_flip_mirrors_about_half():
+    x = _images(1, 1, 8).expand(2000, 1, 8, 8)  # random pixels: not symmetric
+    y = augment.build("flip", 8)(x, _gen(0))
+    mirrored = (y == x.flip(-1)).flatten(1).all(1)
+    kept = (y == x).flatten(1).all(1)
+    assert bool((mirrored ^ kept).all())
+    assert 0.45 <= mirrored.float().mean() <= 0.55
+
+
+def _leading(flags):
+    """How many of the first values of a bool vector are True."""
+    return int(flags.int().cumprod(0).sum())
+
+
+def _find_shift(xi, yi, pad):
+    """(dy, dx, mirrored) such that yi is xi shifted by (dy, dx) with zero fill, maybe mirrored.
+
+    xi has no zeros, so the shift shows in yi's zero border: dy > 0 reads further down and
+    leaves dy zero rows at the bottom; a mirror swaps the zero columns' side.
+    """
+    zero_rows, zero_cols = (yi[0] == 0).all(1), (yi[0] == 0).all(0)
+    dy = _leading(zero_rows.flip(0)) - _leading(zero_rows)
+    right, left = _leading(zero_cols.flip(0)), _leading(zero_cols)
+    h, w = xi.shape[-2:]
+    padded = F.pad(xi, (pad, pad, pad, pad))
+    for mirrored, dx in ((False, right - left), (True, left - right)):
+        if max(abs(dy), abs(dx)) > pad:
+            continue
+        shifted = padded[..., pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+        if torch.equal(yi, shifted.flip(-1) if mirrored else shifted):
+            return dy, dx, mirrored
+    raise AssertionError("an output is no zero-filled shift of its input within ±pad")
+
+
+@pytest.mark.parametrize("preset, size", [("crop", 8), ("standard", 8), ("standard", 32)])
+def test_crop_is_a_zero_filled_shift(preset, size):
+    pad = max(1, size // 8)
+    x = 0.1 + 0.9 * _images(1000, 1, size)  # no zeros, so a zero in y can only be fill
+    y = augment.build(preset, size)(x, _gen(0))
+    found = [_find_shift(xi, yi, pad) for xi, yi in zip(x, y, strict=True)]
+    assert len({(dy, dx) for dy, dx, _ in found}) == (2 * pad + 1) ** 2  # every shift occurs
+    mirrored = {m for _, _, m in found}
+    assert mirrored == ({False, True} if preset == "standard" else {False})
+
+
+def test_rotation_keeps_the_centre_of_a_constant_image():
+    x = torch.full((64, 3, 96, 96), 0.7)
+    y = augment.build("standard+rotate", 96)(x, _gen(0))
+    # crop shifts by at most 12 px and rotation turns about the centre: the middle stays put
+    torch.testing.assert_close(y[..., 40:56, 40:56], x[..., 40:56, 40:56])
+    corners = y[..., 0, 0]
+    assert (corners == 0).any() and (corners != 0).any()
+
+
+def test_random_draws_one_to_four_of_eight_ops():
+    ops = augment.choose_ops(20000, _gen(0))
+    count = ops.sum(1)
+    assert count.min() == 1 and count.max() == 4
+    # distinct ops among 1-4 draws from 8 with replacement: 8 * (1 - mean over k of (7/8)^k)
+    expected = 8 * (1 - sum((7 / 8) ** k for k in range(1, 5)) / 4)
+    assert abs(count.float().mean() - expected) < 0.03
+    assert ((ops.float().mean(0) - expected / 8).abs() < 0.015).all()
+
+
+def test_random_applies_the_ops_it_drew():
+    b = 800
+    x = 0.3 + 0.4 * _images(b, 3, 32)  # low contrast: autocontrast and equalise change it
+    ops = augment.choose_ops(b, _gen(5))  # `random` draws its op mask first
+    y = augment.build("random", 32)(x, _gen(5))
+    changed = (y - x).flatten(1).abs().amax(1) > 1e-3
+    assert bool(changed.all()), "an image came out of `random` unchanged"
+    alone = {
+        "hflip": x.flip(-1),
+        "vflip": x.flip(-2),
+        "equalize": augment.equalize(x),
+        "autocontrast": augment.autocontrast(x),
+        "sharpness": augment.sharpen(x),
+    }
+    for name, expected in alone.items():
+        only = ops.eq(torch.tensor([op == name for op in augment.RANDOM_OPS])).all(1)
+        assert only.sum() >= 10
+        torch.testing.assert_close(y[only], expected[only], atol=1e-5, rtol=0)
+
+
+def test_random_resized_crop_stays_inside_the_image():
+    x = torch.full((256, 3, 64, 64), 0.6)
+    y = augment._resized_crop(x, _gen(0))  # a box outside the image would bring in zeros
+    torch.testing.assert_close(y, x)
+    z = _images(256, 3, 64)
+    assert ((augment._resized_crop(z, _gen(0)) - z).flatten(1).abs().amax(1) > 0.01).all()
+
+
+def test_equalize_flattens_the_histogram_as_torchvision_does():
+    skewed = (_images(4, 3, 64) ** 3 * 255).round().to(torch.uint8)
+    x = skewed.float() / 255
+    y = augment.equalize(x)
+    assert torch.equal((y * 255).round().to(torch.uint8), TF.equalize(skewed))
+    share = torch.histc(y[0, 0], bins=8, min=0, max=1) / y[0, 0].numel()
+    assert ((share - 1 / 8).abs() < 0.03).all()
+    flat = torch.full((1, 1, 8, 8), 0.5)
+    assert torch.equal(augment.equalize(flat), flat)
+
+
+def test_colour_ops_match_torchvision():
+    x = _images(8, 3, 32)
+    torch.testing.assert_close(augment.autocontrast(x), TF.autocontrast(x))
+    torch.testing.assert_close(augment.sharpen(x), TF.adjust_sharpness(x, 2.0))
+    for turns in (-0.2, 0.05, 0.2):
+        shifted = augment._shift_hue(x, torch.full((8,), turns))
+        torch.testing.assert_close(shifted, TF.adjust_hue(x, turns), atol=1e-5, rtol=0)
+
+
+def test_colour_jitter_is_torchvisions_in_a_fixed_order():
+    x = _images(8, 3, 16)
+    y = augment.color_jitter(x, _gen(4))
+    g = _gen(4)  # the same draws: three factors per image, then the hue
+    factor = 1 + 0.2 * (2 * torch.rand(3, 8, generator=g) - 1)
+    hue = -0.2 + 0.4 * torch.rand(8, generator=g)
+    for i in range(8):
+        ref = TF.adjust_brightness(x[i], float(factor[0, i]))
+        ref = TF.adjust_contrast(ref, float(factor[1, i]))
+        ref = TF.adjust_saturation(ref, float(factor[2, i]))
+        ref = TF.adjust_hue(ref, float(hue[i]))
+        torch.testing.assert_close(y[i], ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_colour_jitter_keeps_range_and_changes_colours(channels):
+    x = _images(64, channels, 16)
+    x[:, :, :4] = 0.0  # extremes, where clamping matters
+    x[:, :, -4:] = 1.0
+    y = augment.color_jitter(x, _gen(0))
+    assert y.min() >= 0 and y.max() <= 1
+    assert ((y - x).flatten(1).abs().amax(1) > 1e-3).all()
+
+
+def test_geometry_matches_torchvision():
+    x = _images(4, 3, 32)
+    bilinear = InterpolationMode.BILINEAR
+    for angle in (30.0, -70.0, 150.0):
+        ours = augment._warp(x, augment._forward_map(torch.full((4,), angle)))
+        torch.testing.assert_close(ours, TF.rotate(x, angle, bilinear), atol=1e-4, rtol=0)
+    # torchvision's affine turns clockwise and shears the other way; the ranges are symmetric
+    forward = augment._forward_map(torch.full((4,), -10.0), 1.1, -12.0, 3.0, -2.0)
+    reference = TF.affine(x, 10.0, [3, -2], 1.1, [12.0, 0.0], interpolation=bilinear)
+    torch.testing.assert_close(augment._warp(x, forward), reference, atol=1e-4, rtol=0)
+
+
+def test_unknown_preset_suggests_a_close_name():
+    with pytest.raises(ConfigError, match="did you mean standard"):
+        augment.build("standrad", 32)
+    with pytest.raises(ConfigError, match="augmentation"):
+        augment.describe("jitter")
+    for preset in augment.PRESETS:
+        line = augment.describe(preset)
+        assert line.startswith(preset) and "\n" not in line
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("preset", augment.PRESETS)
+def test_cuda(preset):
+    x = _images(32, 3, 64).cuda()
+    aug = augment.build(preset, 64)
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)  # as training runs it: no op may refuse
+    try:
+        y = aug(x, _gen(3, "cuda"))
+    finally:
+        torch.use_deterministic_algorithms(was)
+    assert y.device == x.device and y.shape == x.shape
+    assert y.min() >= 0 and y.max() <= 1
+    assert torch.equal(y, aug(x, _gen(3, "cuda")))
+    if preset == "random":
+        ops = augment.choose_ops(32, _gen(3, "cuda"), "cuda")
+        assert ops.device.type == "cuda" and (ops.sum(1) >= 1).all()
