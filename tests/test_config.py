@@ -27,7 +27,7 @@ def test_default_config_resolves():
     spec = study.run_spec("digits", "mixer", 1)
     assert spec["model_args"]["patch_size"] == 2  # per_dataset override
     assert study.run_spec("synthetic", "mixer", 1)["model_args"]["patch_size"] == 4
-    assert spec["train"]["epochs"] == 15 and spec["train"]["label_smoothing"] == 0.0
+    assert spec["train"]["epochs"] == 10 and spec["train"]["label_smoothing"] == 0.0
     assert spec["data"] == {}
     assert study.run_spec("synthetic", "mlp", 0)["data"]["image_size"] == 16
 
