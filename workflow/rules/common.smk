@@ -3,6 +3,7 @@
 
 import json
 import os
+import shlex
 import sys
 
 from imgzoo.config import Study
@@ -32,6 +33,21 @@ def slurm_settings(wildcards):
 
 def run_resources(wildcards, name):
     return STUDY.resources(wildcards.experiment)[name]
+
+
+def slurm_extra(wildcards):
+    flags = run_resources(wildcards, "extra_sbatch")
+    return " ".join(shlex.quote(flag) for flag in flags) or None
+
+
+# Light rules stay on the login node when the SLURM executor plugin runs the workflow.
+localrules:
+    prepare_dataset,
+    tables,
+    curves,
+    weight_grid,
+    sweep_plot,
+    all,
 
 
 def run_logs(dataset=None):

@@ -1,0 +1,36 @@
+"""Shared fixtures."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+NODE_UP = {"idle", "mixed", "allocated", "completing"}
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """The one-node test cluster that `slurm/testcluster/up` starts: its node answers `sinfo`
+    and accounting answers `sacct`. Missing: a failure when the CI variable is set (CI must run
+    the SLURM tests, never skip them), a skip elsewhere."""
+    problem = None
+    if shutil.which("sinfo") is None:
+        problem = "the SLURM commands are not installed"
+    else:
+        try:
+            node = subprocess.run(
+                ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30
+            )
+            states = set(node.stdout.split())
+            if node.returncode != 0 or not states & NODE_UP:
+                problem = f"sinfo: {(node.stderr.strip() or node.stdout.strip() or 'no node')}"
+            elif subprocess.run(["sacct", "-n", "-X"], capture_output=True, timeout=30).returncode:
+                problem = "sacct does not answer (slurmdbd is not running)"
+        except subprocess.TimeoutExpired:
+            problem = "sinfo or sacct did not answer in 30 s"
+    if problem:
+        message = f"no SLURM test cluster ({problem}): start one with `sudo slurm/testcluster/up`"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
