@@ -274,6 +274,8 @@ class Trainer:
     def run(self, progress: Progress | None = None) -> runlog.RunLog:
         self._setup()
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        for stale in self.out_dir.glob(f".{CHECKPOINT}.*.tmp"):  # a save cut short by a kill
+            stale.unlink()
         progress = progress or Progress(self.cfg["epochs"])
         history = {k: [] for k in runlog.EPOCH_SERIES}
         steps = {"loss": [], "lr": []}
