@@ -46,14 +46,30 @@ def py2_pickle(obj):
 
 def cifar_batch(images, labels, labels_key=b"labels"):
     rows = images.transpose(0, 3, 1, 2).reshape(len(images), 3072)  # R plane, G, B
-    blob = py2_pickle({b"batch_label": b"batch", labels_key: [int(v) for v in labels],
-                       b"data": rows, b"filenames": [b"%d.png" % i for i in range(len(images))]})
+    blob = py2_pickle(
+        {
+            b"batch_label": b"batch",
+            labels_key: [int(v) for v in labels],
+            b"data": rows,
+            b"filenames": [b"%d.png" % i for i in range(len(images))],
+        }
+    )
     # The official batches predate numpy 2 and name numpy.core, not numpy._core.
     return blob.replace(b"cnumpy._core.multiarray\n", b"cnumpy.core.multiarray\n")
 
 
-CIFAR10_NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
-                 "truck"]
+CIFAR10_NAMES = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+]
 
 
 def cifar10_members(train_x, train_y, test_x, test_y):
@@ -61,13 +77,15 @@ def cifar10_members(train_x, train_y, test_x, test_y):
     per_batch = len(train_x) // 5
     members = {
         f"cifar-10-batches-py/data_batch_{i + 1}": cifar_batch(
-            train_x[per_batch * i: per_batch * (i + 1)], train_y[per_batch * i: per_batch * (i + 1)]
+            train_x[per_batch * i : per_batch * (i + 1)],
+            train_y[per_batch * i : per_batch * (i + 1)],
         )
         for i in range(5)
     }
     members["cifar-10-batches-py/test_batch"] = cifar_batch(test_x, test_y)
     members["cifar-10-batches-py/batches.meta"] = py2_pickle(
-        {b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_cases_per_batch": per_batch})
+        {b"label_names": [n.encode() for n in CIFAR10_NAMES], b"num_cases_per_batch": per_batch}
+    )
     members["cifar-10-batches-py/readme.html"] = b"<html></html>"
     return members
 

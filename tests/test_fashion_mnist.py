@@ -29,7 +29,12 @@ def test_mlp_on_fashion_mnist_reaches_the_published_baseline(tmp_path):
     prepared = data.load(data_path)
     assert len(prepared.test_y) == 10_000
     assert len(prepared.train_y) + len(prepared.val_y) == 60_000
-    log = train(spec, data_path, tmp_path / "run", threads=2,
-                progress=Progress(spec["train"]["epochs"], stream=io.StringIO()))
+    log = train(
+        spec,
+        data_path,
+        tmp_path / "run",
+        threads=2,
+        progress=Progress(spec["train"]["epochs"], stream=io.StringIO()),
+    )
     best = int(log.epochs["val_acc"].argmax())
     assert log.epochs["test_acc"][best] >= 0.88, log.epochs["test_acc"]

@@ -7,7 +7,6 @@ import matplotlib.image
 import pandas as pd
 import pytest
 import yaml
-
 from archives import cifar10_members, learnable_images, write_tar
 from test_workflow import snakemake
 
@@ -16,13 +15,19 @@ from test_workflow import snakemake
 def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     train_x, train_y = learnable_images(200, 10, seed=0)
     test_x, test_y = learnable_images(50, 10, seed=1)
-    archive = write_tar(tmp_path / "cifar-10-python.tar.gz",
-                        cifar10_members(train_x, train_y, test_x, test_y))
+    archive = write_tar(
+        tmp_path / "cifar-10-python.tar.gz", cifar10_members(train_x, train_y, test_x, test_y)
+    )
     config = {
         "datasets": ["cifar10"],
         "seeds": [0, 1],
-        "data": {"cifar10": {"source": str(archive), "val_size": 20,
-                             "checksum": hashlib.md5(archive.read_bytes()).hexdigest()}},
+        "data": {
+            "cifar10": {
+                "source": str(archive),
+                "val_size": 20,
+                "checksum": hashlib.md5(archive.read_bytes()).hexdigest(),
+            }
+        },
         "train": {"epochs": 2, "batch_size": 32, "lr": 3.0e-3, "augment": "standard"},
         "experiments": {
             "mlp": {"model": "mlp", "model_args": {"hidden": [32]}},
@@ -42,8 +47,12 @@ def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     assert mlp.test_acc_at_best_val_mean > 0.3  # chance is 0.1; colours are easy
 
     figures = tmp_path / "results/figures/cifar10"
-    for png in [figures / "curves.png", figures / "sweep-mlp-lr.png",
-                figures / "mixer/seed0/first_layer.png", figures / "mlp@lr=0.01/seed1/first_layer.png"]:
+    for png in [
+        figures / "curves.png",
+        figures / "sweep-mlp-lr.png",
+        figures / "mixer/seed0/first_layer.png",
+        figures / "mlp@lr=0.01/seed1/first_layer.png",
+    ]:
         image = matplotlib.image.imread(png)
         assert image.shape[0] > 100 and image.std() > 0.01, png
 
