@@ -1,0 +1,38 @@
+"""One module per dataset, each turning its source into a `Raw` set; `prepare` does the rest.
+
+A reader module has `OPTIONS` (its own options with defaults, beside data.options.COMMON) and
+`read(name, options) -> Raw` (`name` is the dataset's name, for messages and for modules that
+read more than one dataset). Readers import their heavy dependencies (scikit-learn, PIL) inside
+`read`, so listing datasets costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class Raw:
+    """A dataset as read: official train and test splits (uint8 N×H×W×C, int64 labels).
+
+    `train_index` / `test_index` give each row's position in the official source; they default
+    to 0..N-1 and differ only where the reader itself carves the test split (digits).
+    """
+
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    class_names: list[str]
+    source: str
+    source_sha256: str
+    train_index: np.ndarray | None = None
+    test_index: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.train_index is None:
+            self.train_index = np.arange(len(self.train_y), dtype=np.int64)
+        if self.test_index is None:
+            self.test_index = np.arange(len(self.test_y), dtype=np.int64)

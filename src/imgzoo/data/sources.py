@@ -1,0 +1,130 @@
+"""Where a real dataset's files are, and whether they are the published ones.
+
+A source is the official archive, or a folder holding it or its extracted files: the dataset's
+`source` option, else `resources/<name>/` under the current folder. Archives are checked
+against their published md5 before anything in them is unpickled or decoded; extracted folders
+cannot be, and skip the check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from imgzoo.errors import ConfigError, DataError
+
+# Options every real dataset takes.
+SOURCE_OPTIONS = {
+    "source": None,  # path to the official archive or the extracted folder
+    "checksum": None,  # None: the published md5; "<md5 or sha256 hex>": one's own copy; false
+    "download": False,  # fetch the official files into resources/<name>/ (needs internet)
+}
+
+RESOURCES = Path("resources")
+
+
+@dataclass(frozen=True)
+class Official:
+    """A dataset's published files: names, md5s and the URL folder they are served from."""
+
+    url: str
+    md5: dict[str, str]
+
+    @property
+    def files(self) -> list[str]:
+        return list(self.md5)
+
+
+def help_text(name: str, official: Official) -> str:
+    """How to get the files: which to download, from where, and where to put them."""
+    files = ", ".join(f"{official.url}{f} (md5 {m})" for f, m in official.md5.items())
+    return (f"download {files} into {RESOURCES / name}/, or set the dataset's option source: to "
+            f"its path (archive or extracted folder); on a machine with internet, option "
+            f"download: true fetches it there (needs torchvision)")
+
+
+def locate(name: str, options: dict, official: Official, default: Path | None = None) -> Path:
+    """The path to read: the `source` option, else resources/<name>/ (else `default`).
+
+    A folder holding the official archive resolves to the archive.
+    """
+    source = options["source"]
+    if options["download"]:
+        if source is not None:
+            raise ConfigError(f"dataset '{name}': download: true fetches into "
+                              f"{RESOURCES / name}/; drop the source option or the download")
+        download(name, official)
+    if source is not None:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise DataError(f"dataset '{name}': source {path} does not exist "
+                            f"({help_text(name, official)})")
+    else:
+        path = RESOURCES / name
+        if not (path.is_dir() and any(path.iterdir())):
+            if default is not None and default.is_dir():
+                path = default
+            else:
+                raise DataError(f"dataset '{name}': no source in {path}/ "
+                                f"({help_text(name, official)})")
+    if path.is_dir():
+        archives = [path / f for f in official.files if (path / f).is_file()]
+        if len(official.files) == 1 and archives:
+            return archives[0]
+    return path
+
+
+def download(name: str, official: Official) -> None:
+    """Fetch the official files into resources/<name>/ with torchvision's checked downloader."""
+    from torchvision.datasets.utils import download_url  # torch only for this rare path
+
+    for filename, md5 in official.md5.items():
+        download_url(official.url + filename, str(RESOURCES / name), filename, md5)
+
+
+def verify(name: str, path: Path, options: dict, published_md5: str) -> str:
+    """Check `path` against the `checksum` option (default: the published md5); its sha256.
+
+    Reads the file once; DataError naming the file when the checksum differs.
+    """
+    md5, sha256 = hashlib.md5(), hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            md5.update(block)
+            sha256.update(block)
+    expected = options["checksum"]
+    if expected is False:
+        warnings.warn(f"dataset '{name}': checksum: false, {path} is not verified", stacklevel=2)
+        return sha256.hexdigest()
+    if expected is None or expected is True:
+        expected, what = published_md5, "the published md5"
+    elif isinstance(expected, str) and len(expected) in (32, 64):
+        expected, what = expected.lower(), "the checksum option"
+    else:
+        raise ConfigError(f"dataset '{name}': option checksum must be an md5 (32 hex digits) "
+                          f"or sha256 (64) or false, got {expected!r}")
+    actual = (md5 if len(expected) == 32 else sha256).hexdigest()
+    if actual != expected:
+        raise DataError(f"{path}: checksum {actual} does not match {what} {expected} (a truncated "
+                        f"or different file: download it again, or set checksum: to your own "
+                        f"copy's md5 or sha256)")
+    return sha256.hexdigest()
+
+
+def open_archive_or_folder(name: str, options: dict, official: Official, root: str):
+    """The dataset's files (see archives.open_tree), the archive verified before any is read.
+
+    `root` is the archive's top folder (e.g. cifar-10-batches-py).
+    """
+    from imgzoo.data import archives
+
+    path = locate(name, options, official)
+    if path.is_dir():
+        if options["checksum"] not in (None, True, False):
+            warnings.warn(f"dataset '{name}': checksum applies to the archive; the extracted "
+                          f"folder {path} is not verified", stacklevel=2)
+        return archives.open_tree(path, root)
+    (published,) = official.md5.values()  # archive datasets publish one file
+    return archives.open_tree(path, root, verify(name, path, options, published))
