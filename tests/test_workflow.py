@@ -19,11 +19,15 @@ BIN = Path(sys.executable).parent
 CONFIG = {
     "datasets": ["digits", "synthetic"],
     "seeds": [0, 1],
-    "data": {"synthetic": {"image_size": 8, "train_size": 1000, "test_size": 200}},
+    "data": {"synthetic": {"image_size": 16, "train_size": 1000, "test_size": 200}},
     "train": {"epochs": 3, "batch_size": 64, "lr": 0.01, "augment": "none"},
     "experiments": {
         "mlp": {"model": "mlp", "model_args": {"hidden": [32]}},
-        "mixer": {"model": "mixer", "model_args": {"patch_size": 2, "dim": 32, "depth": 2}},
+        "mixer": {
+            "model": "mixer",
+            "model_args": {"patch_size": 4, "dim": 32, "depth": 2},
+            "per_dataset": {"digits": {"model_args": {"patch_size": 2}}},
+        },
     },
 }
 
@@ -67,7 +71,7 @@ def test_tables_hold_one_row_per_run_with_the_logged_values(finished):
         assert row.test_acc_at_best_val == pytest.approx(log.epochs["test_acc"][best])
         assert row.params == log.attrs["num_params"]
         assert row.status == "completed"
-        assert row.final_test_acc > 0.2  # chance is 0.1: every model learns something
+        assert row.final_test_acc > 0.15  # chance is 0.1: every model learns something
     summary = pd.read_csv(finished / "results/tables/summary.csv")
     assert len(summary) == 2 * 2
     mlp = runs[(runs.experiment == "mlp") & (runs.dataset == "digits")]
