@@ -129,6 +129,7 @@ def cmd_bench(args) -> int:
         args.models or bench.DEFAULT_MODELS,
         image_size=args.image_size,
         batch_size=args.batch_size,
+        eval_batch_size=args.eval_batch_size,
         device=args.device,
         steps=args.steps,
         warmup=args.warmup,
@@ -225,8 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help='model_args for one model, e.g. mixer=\'{"dim": 256}\' (repeatable)')
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--eval-batch-size", type=int, help="default: the config's (1000)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    p.add_argument("--steps", type=int, help="timed steps per series (default: fit --budget)")
+    p.add_argument("--steps", type=int,
+                   help="timed steps per series (default: fit --budget, 5 to 50)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
     p.add_argument("--budget", type=float, default=15.0,
                    help="seconds per timed series when --steps is not given (default 15)")

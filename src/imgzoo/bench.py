@@ -1,0 +1,702 @@
+"""`imgzoo bench`: what the harness costs next to the model, in numbers.
+
+Per model, on an in-memory `synthetic` dataset of the real shape, after warm-up, medians of:
+- the real training step: `Trainer._train_epoch` itself (indexing, augmentation, normalisation,
+  forward, backward, optimizer, the loop's bookkeeping), timed step by step through its stop flag;
+- the model alone: forward + loss + backward + optimizer on batches made beforehand, so
+  (step - model) / step is the share of the step spent outside the model;
+- the input path alone (index the uint8 batch, `Trainer._inputs`): a direct check of that share;
+- evaluation (`Trainer.evaluate`, inference mode, the eval batch size);
+- optionally the same model trained by the reference loop (`bench_reference`), written the way
+  the three write-ups do it, in this process and this run; `speedup` = imgzoo / reference.
+The timed series run in alternating rounds (imgzoo, model alone, reference), so that a change of
+the machine's load between them cannot pass for a difference between them.
+
+Peak memory is the process RSS sampled during each phase (imports included) and, on CUDA, the
+allocator's max allocated during imgzoo's phases. Nothing here changes how training runs: the
+bench drives a Trainer built from the same spec a run gets, only with short epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gc
+import io
+import json
+import math
+import os
+import platform
+import resource
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+from imgzoo.errors import ConfigError
+
+DEFAULT_MODELS = ("mlp", "mixer", "resnet18", "vit-small")
+
+# Bench names that are not catalog names: a family plus model_args. Any family or preset of the
+# catalog can be benchmarked as well.
+BENCH_MODELS = {
+    # the ViT size the python-stack notes measured (timm's vit_tiny layout at patch 4: 64 tokens)
+    "vit-small": ("vit", {"patch_size": 4, "dim": 192, "depth": 6, "heads": 3, "dropout": 0.0}),
+}
+
+# The split sizes of CIFAR-10 as imgzoo prepares it (val_fraction 0.1) and the per-epoch
+# evaluations a run makes (val, test and the 200-image train subset): the eval share of an epoch.
+CIFAR10_EPOCH = {"train": 45_000, "eval": 5_000 + 10_000 + 200}
+
+# Targets of issue 5, checked and printed by the bench (tests never time anything).
+TARGETS = {
+    "outside_share_max": {"resnet18": 0.05, "mlp": 0.15},
+    "speedup_min": {"mlp": 2.0, "mixer": 2.0},
+    "speedup_min_any": 1.0,
+    "eval_share_max": 0.10,
+}
+
+# One row per model. None where a value does not apply (no reference run, no CUDA).
+COLUMNS = (
+    "model",  # bench name
+    "family",
+    "model_args",  # JSON
+    "params",
+    "device",
+    "image_size",
+    "batch_size",
+    "warmup",  # untimed steps before each timed series
+    "steps",  # timed steps per series
+    "train_step_ms",  # median real training step
+    "train_img_s",  # batch_size / train_step_ms
+    "model_step_ms",  # median forward + backward + optimizer on pre-made batches
+    "input_ms",  # median indexing + augmentation + normalisation of one batch
+    "outside_share",  # (train_step_ms - model_step_ms) / train_step_ms
+    "train_step_cpu_ms",  # the same three in process CPU time: what a busy machine cannot
+    "model_step_cpu_ms",  # inflate by making the process wait for a core (exact with one
+    "outside_share_cpu",  # torch thread; with more, threads waiting for each other count)
+    "eval_img_s",  # Trainer.evaluate on the test split
+    "eval_share_cifar10",  # eval time / epoch time for CIFAR-10 split sizes
+    "rss_peak_mb",  # process RSS peak during imgzoo's phases
+    "cuda_max_alloc_mb",
+    "ref_step_ms",  # median reference-loop step
+    "ref_img_s",
+    "ref_rss_peak_mb",  # main process only (the DataLoader workers are separate processes)
+    "speedup",  # train_img_s / ref_img_s
+    "ref_cpu_ms",  # CPU time per reference step, its DataLoader workers' included
+    "speedup_cpu",  # ref_cpu_ms / train_step_cpu_ms: the CPU each needs for a step
+)
+META_COLUMNS = (
+    "host",
+    "platform",
+    "cpu",
+    "cpu_flags",
+    "cpu_count",
+    "threads",
+    "python",
+    "torch",
+    "torchvision",
+    "timm",
+    "device_name",
+    "loadavg_start",
+    "loadavg_end",
+    "date",
+    "command",
+)
+
+
+# ---- measurement helpers ----------------------------------------------------------------------
+
+
+def _hwm_mb() -> float | None:
+    """The process's peak RSS since the last reset (Linux's VmHWM), or None where unknown."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+class PeakRSS:
+    """The process's peak RSS while the block runs (imports and all).
+
+    On Linux the kernel keeps the high-water mark and lets a process reset its own
+    (/proc/self/clear_refs, "5"), which costs the timed code nothing; a sampling thread would
+    take the GIL from the training loop every few milliseconds. Elsewhere: the lifetime peak.
+    """
+
+    def __enter__(self):
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+        self.peak = 0.0
+        return self
+
+    def __exit__(self, *exc):
+        peak = _hwm_mb()
+        if peak is None:  # not Linux: ru_maxrss is in KiB on Linux, bytes on macOS
+            scale = 2**20 if sys.platform == "darwin" else 2**10
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+        self.peak = peak
+
+
+def _median(values) -> float:
+    return float(statistics.median(values)) if values else math.nan
+
+
+def _now() -> tuple[float, float]:
+    """(wall, CPU) seconds. On a shared machine wall time counts the waits for a core too; the
+    process's CPU time does not (with one torch thread it is what the step costs)."""
+    return time.perf_counter(), time.process_time()
+
+
+def _cpu_with_children() -> float:
+    """CPU seconds of this process and of its children that have ended (DataLoader workers)."""
+    own = time.process_time()
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own + children.ru_utime + children.ru_stime
+
+
+def _since(a: tuple[float, float], b: tuple[float, float] | None = None) -> tuple[float, float]:
+    b = b or _now()
+    return b[0] - a[0], b[1] - a[1]
+
+
+def _loadavg() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return ""
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> str:
+    """The vector extensions that decide CPU speed (bf16 needs avx512_bf16 or amx to be fast)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+                return " ".join(f for f in wanted if f in flags)
+    return ""
+
+
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
+def resolve_model(name: str, model_args: dict | None = None) -> tuple[str, dict]:
+    """(family or preset, model_args) of a bench name; ConfigError for an unknown one."""
+    from imgzoo.errors import unknown_name
+    from imgzoo.models import catalog
+
+    if name in BENCH_MODELS:
+        family, args = BENCH_MODELS[name]
+        return family, {**args, **(model_args or {})}
+    if name in catalog.FAMILIES or name in catalog.PRESETS:
+        return name, dict(model_args or {})
+    raise unknown_name("model", name, [*BENCH_MODELS, *catalog.known_models()])
+
+
+def _spec(name: str, model_args: dict, settings: dict) -> dict:
+    """The run spec a real run of this model would get (config defaults + the bench's keys)."""
+    from imgzoo.config import train_defaults
+    from imgzoo.models import catalog
+
+    model, args = resolve_model(name, model_args)
+    family, args = catalog.resolve(model, args)
+    train = train_defaults()
+    train.update(
+        epochs=1,
+        batch_size=settings["batch_size"],
+        augment=settings["augment"],
+        device=settings["device"],
+        compile=settings["compile"],
+        warmup_epochs=0,
+    )
+    if settings["eval_batch_size"]:
+        train["eval_batch_size"] = settings["eval_batch_size"]
+    return {
+        "experiment": f"bench-{name}",
+        "dataset": "synthetic",
+        "seed": 0,
+        "model": family,
+        "model_name": model,
+        "model_args": args,
+        "train": train,
+        "data": settings["data"],
+        "resources": {},
+    }
+
+
+# ---- one model --------------------------------------------------------------------------------
+
+
+class _StepClock:
+    """The Trainer's stop flag, used as a clock: it is called at the start of every step."""
+
+    def __init__(self, sync):
+        self.sync = sync
+        self.marks: list[tuple[float, float]] = []
+
+    def __call__(self) -> bool:
+        self.sync()
+        self.marks.append(_now())
+        return False
+
+
+def _train_steps(trainer, clock: _StepClock, n_steps: int, progress) -> list[float]:
+    """Durations of `n_steps` real training steps, run as short epochs of the real loop.
+
+    An epoch of k steps runs on the first k * batch_size training images (the loop would give a
+    ragged last batch all the rest of the split). Step j lasts from the stop-flag call that
+    starts it to the one that starts step j + 1; the first also carries the epoch's setup and the
+    last its end (loss history to the host), so the durations add up to the epochs' wall time.
+    """
+    bs = trainer.cfg["batch_size"]
+    full_x, full_y = trainer._bench_train
+    per_epoch = max(1, len(full_y) // bs)
+    durations: list[float] = []
+    while len(durations) < n_steps:
+        k = min(per_epoch, n_steps - len(durations))
+        trainer.x["train"], trainer.y["train"] = full_x[: k * bs], full_y[: k * bs]
+        trainer.steps_per_epoch = trainer.total_steps = k
+        trainer._bench_epoch += 1
+        clock.sync()
+        clock.marks = [_now()]
+        trainer._train_epoch(trainer._bench_epoch, progress)
+        clock.sync()
+        marks = [clock.marks[0], *clock.marks[2:], _now()]
+        durations += [_since(a, b) for a, b in zip(marks[:-1], marks[1:], strict=False)]
+    return durations
+
+
+def _model_step(trainer, x, y) -> None:
+    """Forward, loss, backward and optimizer alone: the model's share of a training step."""
+    import torch
+
+    with trainer._autocast():
+        _, loss = trainer._loss(trainer.forward(x), y)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if trainer.cfg["grad_clip"] > 0:
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg["grad_clip"])
+    trainer.optimizer.step()
+
+
+def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, log) -> dict:
+    import torch
+
+    from imgzoo.progress import Progress
+    from imgzoo.train import Trainer
+
+    spec = _spec(name, model_args, settings)
+    # The bench writes no checkpoint or log: the run folder is never created.
+    trainer = Trainer(spec, data_path, data_path.parent / "unused", threads=settings["threads"])
+    cuda = trainer.cuda
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    quiet = Progress(1, stream=io.StringIO())
+    row: dict = {c: None for c in COLUMNS}
+    peaks = {"imgzoo": 0.0, "reference": 0.0, "cuda": 0.0}
+
+    @contextlib.contextmanager
+    def phase(kind):
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        with PeakRSS() as rss:
+            yield
+        peaks[kind] = max(peaks[kind], rss.peak)
+        if cuda and kind == "imgzoo":
+            peaks["cuda"] = max(peaks["cuda"], torch.cuda.max_memory_allocated() / 2**20)
+
+    with phase("imgzoo"):
+        trainer._setup()
+        trainer._bench_train = (trainer.x["train"], trainer.y["train"])
+        trainer._bench_epoch = 0
+        bs = trainer.cfg["batch_size"]
+        full_x, full_y = trainer._bench_train
+        if len(full_y) < bs:
+            raise ConfigError(
+                f"bench: the synthetic train split has {len(full_y)} images, fewer than one "
+                f"batch of {bs}: raise --train-size"
+            )
+        clock = _StepClock(sync)
+        trainer.stop_flag = clock
+        row.update(
+            model=name,
+            family=spec["model"],
+            model_args=json.dumps(spec["model_args"], sort_keys=True),
+            params=trainer.num_params,
+            device=str(trainer.device),
+            image_size=trainer.ds.image_size,
+            batch_size=bs,
+        )
+        # Warm-up, and the step time that sizes the timed series.
+        warm = _train_steps(trainer, clock, settings["warmup"], quiet)
+        steps = settings["steps"] or _auto_steps(warm[-1][0], settings)
+        row.update(warmup=settings["warmup"], steps=steps)
+        log(f"{name}: warm-up step {warm[-1][0] * 1e3:.0f} ms -> {steps} timed steps per series")
+
+        # Pre-made batches for the model alone: the inputs a training step would make.
+        gen = torch.Generator(device=trainer.device).manual_seed(1)
+        batches = []
+        for _ in range(min(4, max(1, len(full_y) // bs))):
+            idx = torch.randperm(len(full_y), generator=gen, device=trainer.device)[:bs]
+            batches.append((trainer._inputs(full_x[idx], gen), full_y[idx]))
+        trainer.model.train()
+        _model_step(trainer, *batches[0])  # warm-up
+
+    ref = None
+    if settings["reference"]:
+        from imgzoo.bench_reference import ReferenceLoop
+
+        with phase("reference"):
+            ref = ReferenceLoop(spec, trainer.ds, trainer.device, settings["ref_workers"])
+            ref.steps(max(2, settings["warmup"]))  # workers start, first batches
+        # Each round starts the loader's workers afresh: the first steps wait for them.
+        skip = 1 if warm[-1][0] > 1.0 else 3
+
+    # The series alternate in rounds, so that a change of machine load hits all of them alike.
+    # Evaluation: warmed up on the 200-image subset, then the whole test split once a round
+    # (in the first three).
+    with phase("imgzoo"):
+        trainer.evaluate("train_subset")
+        if trainer.cfg["compile"]:  # a new batch size: compiled again, not to be timed
+            trainer.evaluate("test")
+    n_eval = len(trainer.y["test"])
+    full, model_only, inputs, evals, reference, ref_cpu = [], [], [], [], [], []
+    rounds = min(settings["rounds"], steps)
+    per_round = math.ceil(steps / rounds)
+
+    def real_steps(k):
+        with phase("imgzoo"):
+            full.extend(_train_steps(trainer, clock, k, quiet))
+
+    def model_steps(k):
+        with phase("imgzoo"):
+            trainer.model.train()
+            for j in range(k):
+                sync()
+                t0 = _now()
+                _model_step(trainer, *batches[j % len(batches)])
+                sync()
+                model_only.append(_since(t0))
+
+    def reference_steps(k):
+        with phase("reference"):
+            cpu0 = _cpu_with_children()
+            reference.extend(ref.steps(k, skip=skip))
+            ref_cpu.append((_cpu_with_children() - cpu0) / ref.last_steps)
+        # Let the ended workers' exit (unmapping a copy of this process) finish before the
+        # next timed steps: it is the reference's cost, not theirs.
+        time.sleep(0.25)
+
+    def inputs_and_eval(k):
+        with phase("imgzoo"):
+            order = torch.randperm(len(full_y), generator=gen, device=trainer.device)
+            for i in range(max(3, k)):
+                sync()
+                t0 = time.perf_counter()
+                idx = order[(i * bs) % (len(full_y) - bs + 1) :][:bs]
+                trainer._inputs(full_x.index_select(0, idx), gen)  # as _train_epoch does
+                full_y.index_select(0, idx)
+                sync()
+                inputs.append(time.perf_counter() - t0)
+            if len(evals) < 3:
+                sync()
+                t0 = time.perf_counter()
+                trainer.evaluate("test")
+                sync()
+                evals.append(time.perf_counter() - t0)
+
+    # Every other round runs its parts in the reverse order: what follows what is then the same
+    # for all of them.
+    parts = [real_steps, model_steps, *([reference_steps] if ref is not None else [])]
+    for r in range(rounds):
+        k = min(per_round, steps - len(full))
+        if k <= 0:
+            break
+        for part in parts if r % 2 == 0 else parts[::-1]:
+            part(k)
+        inputs_and_eval(k)
+
+    step_s, model_s = _median([w for w, _ in full]), _median([w for w, _ in model_only])
+    step_cpu, model_cpu = _median([c for _, c in full]), _median([c for _, c in model_only])
+    train_ips = bs / step_s
+    eval_ips = n_eval / _median(evals)
+    eval_time = CIFAR10_EPOCH["eval"] / eval_ips
+    row.update(
+        train_step_ms=step_s * 1e3,
+        train_img_s=train_ips,
+        model_step_ms=model_s * 1e3,
+        input_ms=_median(inputs) * 1e3,
+        outside_share=(step_s - model_s) / step_s,
+        train_step_cpu_ms=step_cpu * 1e3,
+        model_step_cpu_ms=model_cpu * 1e3,
+        outside_share_cpu=(step_cpu - model_cpu) / step_cpu,
+        eval_img_s=eval_ips,
+        eval_share_cifar10=eval_time / (CIFAR10_EPOCH["train"] / train_ips + eval_time),
+        rss_peak_mb=peaks["imgzoo"],
+        cuda_max_alloc_mb=peaks["cuda"] if cuda else None,
+    )
+    if reference:
+        ref_s = _median(reference)
+        row.update(
+            ref_step_ms=ref_s * 1e3,
+            ref_img_s=bs / ref_s,
+            ref_rss_peak_mb=peaks["reference"],
+            speedup=train_ips / (bs / ref_s),
+            ref_cpu_ms=_median(ref_cpu) * 1e3,
+            speedup_cpu=_median(ref_cpu) / step_cpu,
+        )
+    log(
+        f"{name}: step {row['train_step_ms']:.1f} ms, model {row['model_step_ms']:.1f} ms, "
+        f"inputs {row['input_ms']:.2f} ms, eval {eval_ips:.0f} img/s"
+        + (f", reference step {row['ref_step_ms']:.1f} ms" if reference else "")
+    )
+    return row
+
+
+def _auto_steps(step_s: float, settings: dict) -> int:
+    return int(min(settings["max_steps"], max(5, settings["budget_s"] / max(step_s, 1e-6))))
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def _meta(settings: dict, argv: list[str]) -> dict:
+    import torch
+
+    cuda = settings["device"] != "cpu" and torch.cuda.is_available()
+    return {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_flags": _cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "timm": _version("timm"),
+        "device_name": torch.cuda.get_device_name() if cuda else _cpu_name(),
+        "loadavg_start": settings["loadavg_start"],
+        "loadavg_end": _loadavg(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join(argv),
+    }
+
+
+def check_targets(rows: list[dict]) -> list[dict]:
+    """Each issue-5 target that the rows can answer: what, measured value, limit, met."""
+    out = []
+
+    def add(what, model, value, limit, met):
+        if value is not None and not (isinstance(value, float) and math.isnan(value)):
+            out.append(
+                {"target": what, "model": model, "value": value, "limit": limit, "met": met}
+            )
+
+    for row in rows:
+        family, share = row["family"], row["outside_share"]
+        cpu = row["device"] == "cpu"
+        limits = TARGETS["outside_share_max"] if cpu else {"resnet18": 0.05}
+        if family in limits:
+            lim = limits[family]
+            add("share outside the model <=", row["model"], share, lim, share <= lim)
+        if row["speedup"] is not None:
+            lim = TARGETS["speedup_min"].get(family, TARGETS["speedup_min_any"])
+            add("imgzoo / reference >=", row["model"], row["speedup"], lim, row["speedup"] >= lim)
+        lim = TARGETS["eval_share_max"]
+        share = row["eval_share_cifar10"]
+        add("eval share of a CIFAR-10 epoch <=", row["model"], share, lim, share <= lim)
+    return out
+
+
+def _fmt(value, digits=1) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (
+        "model", "params", "train img/s", "step ms", "model ms", "inputs ms", "outside",
+        "outside (CPU)", "eval img/s", "eval share", "RSS MB", "ref img/s", "imgzoo/ref",
+        "imgzoo/ref (CPU)",
+    )
+    lines = [head]
+    for r in rows:
+        lines.append((
+            r["model"],
+            f"{r['params'] / 1e6:.2f}M",
+            _fmt(r["train_img_s"], 0),
+            _fmt(r["train_step_ms"]),
+            _fmt(r["model_step_ms"]),
+            _fmt(r["input_ms"], 2),
+            f"{r['outside_share']:.1%}",
+            f"{r['outside_share_cpu']:.1%}",
+            _fmt(r["eval_img_s"], 0),
+            f"{r['eval_share_cifar10']:.1%}",
+            _fmt(r["rss_peak_mb"], 0),
+            _fmt(r["ref_img_s"], 0),
+            _fmt(r["speedup"], 2),
+            _fmt(r["speedup_cpu"], 2),
+        ))
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    text = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        )
+        for line in lines
+    ]
+    text.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(text)
+
+
+def write(path: Path, rows: list[dict], meta: dict, targets: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if path.suffix == ".json":
+        doc = {"meta": meta, "columns": list(COLUMNS), "rows": rows, "targets": targets}
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    else:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *META_COLUMNS])
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({**row, **meta})
+    os.replace(tmp, path)
+
+
+def run(
+    models=DEFAULT_MODELS,
+    *,
+    image_size: int = 32,
+    batch_size: int = 128,
+    device: str = "cpu",
+    steps: int | None = None,
+    warmup: int = 2,
+    budget_s: float = 15.0,
+    max_steps: int = 50,
+    rounds: int = 5,
+    train_size: int = 5000,
+    test_size: int = 1000,
+    channels: int = 3,
+    num_classes: int = 10,
+    augment: str = "standard",
+    eval_batch_size: int | None = None,
+    threads: int | None = None,
+    compile: bool = False,
+    reference: bool = True,
+    ref_workers: int = 2,
+    model_args: dict | None = None,
+    outputs=(),
+    argv: list[str] | None = None,
+    log=None,
+) -> tuple[list[dict], dict, list[dict]]:
+    """Benchmark `models`; write each of `outputs` (.csv or .json); (rows, meta, targets)."""
+    for out in outputs:
+        if Path(out).suffix not in (".csv", ".json"):
+            raise ConfigError(f"bench --out {out}: the file must end in .csv or .json")
+    model_args = model_args or {}
+    for name in models:
+        resolve_model(name)
+    if (steps is not None and steps < 1) or warmup < 1:
+        raise ConfigError("bench: --steps and --warmup must be at least 1")
+    log = log or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
+    settings = {
+        "batch_size": batch_size,
+        "device": device,
+        "steps": steps,
+        "warmup": warmup,
+        "budget_s": budget_s,
+        "max_steps": max_steps,
+        "rounds": rounds,
+        "augment": augment,
+        "eval_batch_size": eval_batch_size,
+        "compile": compile,
+        "threads": threads,
+        "reference": reference,
+        "ref_workers": ref_workers,
+        "loadavg_start": _loadavg(),
+        "data": {
+            "image_size": image_size,
+            "channels": channels,
+            "num_classes": num_classes,
+            "train_size": train_size,
+            "test_size": test_size,
+        },
+    }
+    import torch
+
+    from imgzoo import data
+
+    # Deterministic algorithms, as every run sets them (train.train); restored afterwards.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    was = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    rows = []
+    try:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        with tempfile.TemporaryDirectory(prefix="imgzoo-bench-") as tmp:
+            data_path = Path(tmp) / "synthetic.h5"
+            data.prepare("synthetic", settings["data"], data_path)
+            for name in models:
+                rows.append(bench_model(name, model_args.get(name, {}), data_path, settings, log))
+                gc.collect()  # the model, its optimizer and the reference's, before the next
+                if device != "cpu" and torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+    finally:
+        torch.use_deterministic_algorithms(was[0])
+        torch.set_num_threads(was[1])
+    meta = _meta(settings, argv or sys.argv)
+    if threads:
+        meta["threads"] = threads
+    targets = check_targets(rows)
+    for out in outputs:
+        write(Path(out), rows, meta, targets)
+    return rows, meta, targets
+
+
+def report(rows: list[dict], meta: dict, targets: list[dict]) -> str:
+    lines = [
+        f"imgzoo bench on {meta['device_name']} ({meta['cpu_count']} CPUs, {meta['threads']} "
+        f"threads), torch {meta['torch']}, load average {meta['loadavg_start']} -> "
+        f"{meta['loadavg_end']}",
+        f"image size {rows[0]['image_size']}, batch {rows[0]['batch_size']}, device "
+        f"{rows[0]['device']}; medians of timed steps after warm-up" if rows else "",
+        "",
+        format_table(rows),
+    ]
+    if targets:
+        lines += ["", "targets:"]
+        for t in targets:
+            value = t["value"]
+            shown = f"{value:.1%}" if "share" in t["target"] else f"{value:.2f}"
+            limit = f"{t['limit']:.0%}" if "share" in t["target"] else f"{t['limit']:g}"
+            verdict = "met" if t["met"] else "MISSED"
+            lines.append(f"  {t['model']:<10} {t['target']} {limit}: {shown}  {verdict}")
+    return "\n".join(lines)

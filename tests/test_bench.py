@@ -1,0 +1,106 @@
+"""`imgzoo bench` runs on a tiny config and writes CSV and JSON with the documented columns.
+
+These tests never assert a timing: only that the numbers are there, finite and positive.
+"""
+
+import csv
+import json
+import math
+
+import pytest
+
+from imgzoo import bench
+from imgzoo.cli import main
+
+TINY = [
+    "bench", "--models", "mlp", "--image-size", "8", "--batch-size", "16", "--steps", "2",
+    "--warmup", "1", "--train-size", "120", "--test-size", "40", "--threads", "1",
+    "--model-args", 'mlp={"hidden": [32]}',
+]
+ALWAYS = [
+    "params", "image_size", "batch_size", "warmup", "steps", "train_step_ms", "train_img_s",
+    "model_step_ms", "input_ms", "eval_img_s", "eval_share_cifar10", "rss_peak_mb",
+    "train_step_cpu_ms", "model_step_cpu_ms",
+]
+REFERENCE = [
+    "ref_step_ms", "ref_img_s", "ref_rss_peak_mb", "speedup", "ref_cpu_ms", "speedup_cpu",
+]
+
+
+def _positive(value) -> bool:
+    return value is not None and math.isfinite(float(value)) and float(value) > 0
+
+
+def _read_csv(path):
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return reader.fieldnames, list(reader)
+
+
+def test_bench_without_reference_writes_csv_and_json(tmp_path, capsys):
+    out_csv, out_json = tmp_path / "bench.csv", tmp_path / "bench.json"
+    assert main([*TINY, "--no-reference", "--out", str(out_csv), "--out", str(out_json)]) == 0
+    printed = capsys.readouterr().out
+    assert "train img/s" in printed and "mlp" in printed
+
+    header, rows = _read_csv(out_csv)
+    assert header == [*bench.COLUMNS, *bench.META_COLUMNS]
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["model"] == "mlp" and row["family"] == "mlp" and row["device"] == "cpu"
+    assert json.loads(row["model_args"]) == {"hidden": [32]}
+    for key in ALWAYS:
+        assert _positive(row[key]), key
+    assert math.isfinite(float(row["outside_share"])) and float(row["outside_share"]) < 1
+    assert all(row[key] == "" for key in REFERENCE)  # no reference run
+    assert row["cuda_max_alloc_mb"] == ""
+    assert row["torch"] and row["threads"] == "1" and "bench" in row["command"]
+
+    doc = json.loads(out_json.read_text())
+    assert doc["columns"] == list(bench.COLUMNS)
+    assert set(doc["meta"]) == set(bench.META_COLUMNS)
+    (jrow,) = doc["rows"]
+    assert list(jrow) == list(bench.COLUMNS)
+    for key in ALWAYS:
+        assert _positive(jrow[key]), key
+    assert all(jrow[key] is None for key in REFERENCE)
+    assert {t["target"] for t in doc["targets"]} == {
+        "share outside the model <=",
+        "eval share of a CIFAR-10 epoch <=",
+    }
+
+
+def test_bench_with_the_reference_loop(tmp_path):
+    out_json = tmp_path / "bench.json"
+    assert main([*TINY, "--out", str(out_json)]) == 0
+    (row,) = json.loads(out_json.read_text())["rows"]
+    for key in [*ALWAYS, *REFERENCE]:
+        assert _positive(row[key]), key
+    assert row["speedup"] == pytest.approx(row["train_img_s"] / row["ref_img_s"])
+
+
+def test_reference_transform_is_the_write_ups_recipe():
+    from torchvision import transforms
+
+    from imgzoo.bench_reference import train_transform
+
+    names = [type(t) for t in train_transform(32, "standard", [0.5] * 3, [0.2] * 3).transforms]
+    assert names == [
+        transforms.RandomCrop,
+        transforms.RandomHorizontalFlip,
+        transforms.ToTensor,
+        transforms.Normalize,
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--models", "no-such-model"], "no-such-model"),
+        (["--out", "bench.txt"], ".csv or .json"),
+    ],
+)
+def test_bench_usage_errors_exit_2(extra, message, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main([*TINY, *extra]) == 2
+    assert message in capsys.readouterr().err
