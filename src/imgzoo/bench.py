@@ -4,13 +4,15 @@ Per model, on an in-memory `synthetic` dataset of the real shape, after warm-up,
 - the real training step: `Trainer._train_epoch` itself (indexing, augmentation, normalisation,
   forward, backward, optimizer, the loop's bookkeeping), timed step by step through its stop flag;
 - the model alone: forward + loss + backward + optimizer on batches made beforehand, so
-  (step - model) / step is the share of the step spent outside the model;
+  (step - model) / step is the share of the step spent outside the model (a noisy difference
+  of two medians on a busy machine: the input path is also timed directly);
 - the input path alone (index the uint8 batch, `Trainer._inputs`): a direct check of that share;
 - evaluation (`Trainer.evaluate`, inference mode, the eval batch size);
 - optionally the same model trained by the reference loop (`bench_reference`), written the way
   the three write-ups do it, in this process and this run; `speedup` = imgzoo / reference.
-The timed series run in alternating rounds (imgzoo, model alone, reference), so that a change of
-the machine's load between them cannot pass for a difference between them.
+The timed series run in alternating rounds (imgzoo, model alone, reference), and the shares and
+ratios are taken within each round, then their median over the rounds: a change of the machine's
+load between rounds cannot pass for a difference between the series.
 
 Peak memory is the process RSS sampled during each phase (imports included) and, on CUDA, the
 allocator's max allocated during imgzoo's phases. Nothing here changes how training runs: the
@@ -74,7 +76,7 @@ COLUMNS = (
     "train_img_s",  # batch_size / train_step_ms
     "model_step_ms",  # median forward + backward + optimizer on pre-made batches
     "input_ms",  # median indexing + augmentation + normalisation of one batch
-    "outside_share",  # (train_step_ms - model_step_ms) / train_step_ms
+    "outside_share",  # (step - model) / step, median over the rounds of each round's medians
     "train_step_cpu_ms",  # the same three in process CPU time: what a busy machine cannot
     "model_step_cpu_ms",  # inflate by making the process wait for a core (exact with one
     "outside_share_cpu",  # torch thread; with more, threads waiting for each other count)
@@ -85,7 +87,7 @@ COLUMNS = (
     "ref_step_ms",  # median reference-loop step
     "ref_img_s",
     "ref_rss_peak_mb",  # main process only (the DataLoader workers are separate processes)
-    "speedup",  # train_img_s / ref_img_s
+    "speedup",  # imgzoo / reference img/s, median over the rounds of each round's ratio
     "ref_cpu_ms",  # CPU time per reference step, its DataLoader workers' included
     "speedup_cpu",  # ref_cpu_ms / train_step_cpu_ms: the CPU each needs for a step
 )
@@ -377,14 +379,8 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         skip = 1 if warm[-1][0] > 1.0 else 3
 
     # The series alternate in rounds, so that a change of machine load hits all of them alike.
-    # Evaluation: warmed up on the 200-image subset, then the whole test split once a round
-    # (in the first three).
-    with phase("imgzoo"):
-        trainer.evaluate("train_subset")
-        if trainer.cfg["compile"]:  # a new batch size: compiled again, not to be timed
-            trainer.evaluate("test")
-    n_eval = len(trainer.y["test"])
-    full, model_only, inputs, evals, reference, ref_cpu = [], [], [], [], [], []
+    full, model_only, input_times, evals, reference, ref_cpu = [], [], [], [], [], []
+    paired: dict[str, list[float]] = {"outside": [], "outside_cpu": [], "speedup": []}
     rounds = min(settings["rounds"], steps)
     per_round = math.ceil(steps / rounds)
 
@@ -411,7 +407,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         # next timed steps: it is the reference's cost, not theirs.
         time.sleep(0.25)
 
-    def inputs_and_eval(k):
+    def inputs(k):
         with phase("imgzoo"):
             order = torch.randperm(len(full_y), generator=gen, device=trainer.device)
             for i in range(max(3, k)):
@@ -421,24 +417,41 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
                 trainer._inputs(full_x.index_select(0, idx), gen)  # as _train_epoch does
                 full_y.index_select(0, idx)
                 sync()
-                inputs.append(time.perf_counter() - t0)
-            if len(evals) < 3:
-                sync()
-                t0 = time.perf_counter()
-                trainer.evaluate("test")
-                sync()
-                evals.append(time.perf_counter() - t0)
+                input_times.append(time.perf_counter() - t0)
 
-    # Every other round runs its parts in the reverse order: what follows what is then the same
-    # for all of them.
+    # Every other round runs its parts in the reverse order, so that the real steps and the
+    # reference take turns at each place in a round.
     parts = [real_steps, model_steps, *([reference_steps] if ref is not None else [])]
     for r in range(rounds):
         k = min(per_round, steps - len(full))
         if k <= 0:
             break
+        n_full, n_model, n_ref = len(full), len(model_only), len(reference)
         for part in parts if r % 2 == 0 else parts[::-1]:
             part(k)
-        inputs_and_eval(k)
+        inputs(k)
+        # Ratios within a round, whose series ran minutes apart at most: a load that changes
+        # between rounds moves both sides of each ratio.
+        real = [_median(col) for col in zip(*full[n_full:], strict=True)]
+        alone = [_median(col) for col in zip(*model_only[n_model:], strict=True)]
+        paired["outside"].append((real[0] - alone[0]) / real[0])
+        paired["outside_cpu"].append((real[1] - alone[1]) / real[1])
+        if reference[n_ref:]:
+            paired["speedup"].append(_median(reference[n_ref:]) / real[0])
+
+    # Evaluation last: a 1000-image batch frees so much memory that the training step after it
+    # pays to map it again, which a real epoch pays once in hundreds of steps.
+    n_eval = len(trainer.y["test"])
+    with phase("imgzoo"):
+        trainer.evaluate("train_subset")  # warm-up
+        if trainer.cfg["compile"]:  # a new batch size: compiled again, not to be timed
+            trainer.evaluate("test")
+        while len(evals) < 3 and (not evals or sum(evals) < settings["budget_s"] / 2):
+            sync()
+            t0 = time.perf_counter()
+            trainer.evaluate("test")
+            sync()
+            evals.append(time.perf_counter() - t0)
 
     step_s, model_s = _median([w for w, _ in full]), _median([w for w, _ in model_only])
     step_cpu, model_cpu = _median([c for _, c in full]), _median([c for _, c in model_only])
@@ -449,11 +462,11 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         train_step_ms=step_s * 1e3,
         train_img_s=train_ips,
         model_step_ms=model_s * 1e3,
-        input_ms=_median(inputs) * 1e3,
-        outside_share=(step_s - model_s) / step_s,
+        input_ms=_median(input_times) * 1e3,
+        outside_share=_median(paired["outside"]),
         train_step_cpu_ms=step_cpu * 1e3,
         model_step_cpu_ms=model_cpu * 1e3,
-        outside_share_cpu=(step_cpu - model_cpu) / step_cpu,
+        outside_share_cpu=_median(paired["outside_cpu"]),
         eval_img_s=eval_ips,
         eval_share_cifar10=eval_time / (CIFAR10_EPOCH["train"] / train_ips + eval_time),
         rss_peak_mb=peaks["imgzoo"],
@@ -465,7 +478,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
             ref_step_ms=ref_s * 1e3,
             ref_img_s=bs / ref_s,
             ref_rss_peak_mb=peaks["reference"],
-            speedup=train_ips / (bs / ref_s),
+            speedup=_median(paired["speedup"]),
             ref_cpu_ms=_median(ref_cpu) * 1e3,
             speedup_cpu=_median(ref_cpu) / step_cpu,
         )
