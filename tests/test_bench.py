@@ -20,7 +20,7 @@ TINY = [
 ALWAYS = [
     "params", "image_size", "batch_size", "warmup", "steps", "train_step_ms", "train_img_s",
     "model_step_ms", "input_ms", "eval_img_s", "eval_share_cifar10", "rss_peak_mb",
-    "train_step_cpu_ms", "model_step_cpu_ms",
+    "train_step_cpu_ms", "model_step_cpu_ms", "inputs_share", "eval_batch_size",
 ]
 REFERENCE = [
     "ref_step_ms", "ref_img_s", "ref_rss_peak_mb", "speedup", "ref_cpu_ms", "speedup_cpu",
@@ -64,6 +64,7 @@ def test_bench_without_reference_writes_csv_and_json(tmp_path, capsys):
     for key in ALWAYS:
         assert _positive(jrow[key]), key
     assert all(jrow[key] is None for key in REFERENCE)
+    assert jrow["eval_batch_size"] == 256  # `auto` on the CPU
     assert {t["target"] for t in doc["targets"]} == {
         "share outside the model <=",
         "eval share of a CIFAR-10 epoch <=",
@@ -104,3 +105,20 @@ def test_bench_usage_errors_exit_2(extra, message, tmp_path, capsys, monkeypatch
     monkeypatch.chdir(tmp_path)
     assert main([*TINY, *extra]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_missed_share_within_the_noise_says_so():
+    row = {c: None for c in bench.COLUMNS}
+    row.update(
+        model="resnet18", family="resnet18", device="cpu", outside_share=0.08,
+        outside_share_noise=0.05, eval_share_cifar10=0.09,
+    )
+    noisy = bench.check_targets([row])
+    assert [(t["target"], t["met"]) for t in noisy] == [
+        ("share outside the model <=", False), ("eval share of a CIFAR-10 epoch <=", True),
+    ]
+    meta = {"device_name": "cpu", "cpu_count": 2, "threads": 1, "torch": "x",
+            "loadavg_start": "0", "loadavg_end": "0"}
+    assert "MISSED, within the noise of the rounds (+-5.0%)" in bench.report([], meta, noisy)
+    row["outside_share_noise"] = 0.01
+    assert "MISSED\n" in bench.report([], meta, bench.check_targets([row])) + "\n"

@@ -107,6 +107,7 @@ BAD_CONFIGS = [
         {"experiments": {"m": {"model": "mlp", "batch_size": -4}}},
         "batch_size",
     ),
+    ("eval batch neither a size nor auto", {"train": {"eval_batch_size": "big"}}, "or auto"),
     ("empty seeds", {"seeds": []}, "seeds"),
     ("sweep over a missing key", {"sweeps": {"s": {"base": "mlp", "grid": {"lrr": [1]}}}}, "'lrr'"),
     (

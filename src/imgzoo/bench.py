@@ -77,9 +77,12 @@ COLUMNS = (
     "model_step_ms",  # median forward + backward + optimizer on pre-made batches
     "input_ms",  # median indexing + augmentation + normalisation of one batch
     "outside_share",  # (step - model) / step, median over the rounds of each round's medians
+    "outside_share_noise",  # its median absolute deviation over the rounds: what the load adds
+    "inputs_share",  # input_ms / train_step_ms: the direct part of the share, free of that noise
     "train_step_cpu_ms",  # the same three in process CPU time: what a busy machine cannot
     "model_step_cpu_ms",  # inflate by making the process wait for a core (exact with one
     "outside_share_cpu",  # torch thread; with more, threads waiting for each other count)
+    "eval_batch_size",  # the batch Trainer.evaluate used (`auto` resolved for the device)
     "eval_img_s",  # Trainer.evaluate on the test split
     "eval_share_cifar10",  # eval time / epoch time for CIFAR-10 split sizes
     "rss_peak_mb",  # process RSS peak during imgzoo's phases
@@ -152,6 +155,14 @@ class PeakRSS:
 
 def _median(values) -> float:
     return float(statistics.median(values)) if values else math.nan
+
+
+def _mad(values) -> float | None:
+    """Median absolute deviation; None for fewer than 3 values, which cannot show a spread."""
+    if len(values) < 3:
+        return None
+    mid = _median(values)
+    return _median([abs(v - mid) for v in values])
 
 
 def _now() -> tuple[float, float]:
@@ -464,9 +475,12 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         model_step_ms=model_s * 1e3,
         input_ms=_median(input_times) * 1e3,
         outside_share=_median(paired["outside"]),
+        outside_share_noise=_mad(paired["outside"]),
+        inputs_share=_median(input_times) / step_s,
         train_step_cpu_ms=step_cpu * 1e3,
         model_step_cpu_ms=model_cpu * 1e3,
         outside_share_cpu=_median(paired["outside_cpu"]),
+        eval_batch_size=trainer.eval_batch_size,
         eval_img_s=eval_ips,
         eval_share_cifar10=eval_time / (CIFAR10_EPOCH["train"] / train_ips + eval_time),
         rss_peak_mb=peaks["imgzoo"],
@@ -524,11 +538,12 @@ def check_targets(rows: list[dict]) -> list[dict]:
     """Each issue-5 target that the rows can answer: what, measured value, limit, met."""
     out = []
 
-    def add(what, model, value, limit, met):
+    def add(what, model, value, limit, met, noise=None):
         if value is not None and not (isinstance(value, float) and math.isnan(value)):
-            out.append(
-                {"target": what, "model": model, "value": value, "limit": limit, "met": met}
-            )
+            out.append({
+                "target": what, "model": model, "value": value, "limit": limit, "met": met,
+                "noise": noise,
+            })
 
     for row in rows:
         family, share = row["family"], row["outside_share"]
@@ -536,7 +551,8 @@ def check_targets(rows: list[dict]) -> list[dict]:
         limits = TARGETS["outside_share_max"] if cpu else {"resnet18": 0.05}
         if family in limits:
             lim = limits[family]
-            add("share outside the model <=", row["model"], share, lim, share <= lim)
+            noise = row["outside_share_noise"]
+            add("share outside the model <=", row["model"], share, lim, share <= lim, noise)
         if row["speedup"] is not None:
             lim = TARGETS["speedup_min"].get(family, TARGETS["speedup_min_any"])
             add("imgzoo / reference >=", row["model"], row["speedup"], lim, row["speedup"] >= lim)
@@ -556,8 +572,8 @@ def _fmt(value, digits=1) -> str:
 
 def format_table(rows: list[dict]) -> str:
     head = (
-        "model", "params", "train img/s", "step ms", "model ms", "inputs ms", "outside",
-        "outside (CPU)", "eval img/s", "eval share", "RSS MB", "ref img/s", "imgzoo/ref",
+        "model", "params", "train img/s", "step ms", "model ms", "inputs ms", "inputs",
+        "outside", "+-", "eval img/s", "eval share", "RSS MB", "ref img/s", "imgzoo/ref",
         "imgzoo/ref (CPU)",
     )
     lines = [head]
@@ -569,8 +585,9 @@ def format_table(rows: list[dict]) -> str:
             _fmt(r["train_step_ms"]),
             _fmt(r["model_step_ms"]),
             _fmt(r["input_ms"], 2),
+            f"{r['inputs_share']:.2%}",
             f"{r['outside_share']:.1%}",
-            f"{r['outside_share_cpu']:.1%}",
+            "-" if r["outside_share_noise"] is None else f"{r['outside_share_noise']:.1%}",
             _fmt(r["eval_img_s"], 0),
             f"{r['eval_share_cifar10']:.1%}",
             _fmt(r["rss_peak_mb"], 0),
@@ -711,5 +728,8 @@ def report(rows: list[dict], meta: dict, targets: list[dict]) -> str:
             shown = f"{value:.1%}" if "share" in t["target"] else f"{value:.2f}"
             limit = f"{t['limit']:.0%}" if "share" in t["target"] else f"{t['limit']:g}"
             verdict = "met" if t["met"] else "MISSED"
+            noise = t.get("noise")
+            if not t["met"] and noise is not None and t["value"] - noise <= t["limit"]:
+                verdict += f", within the noise of the rounds (+-{noise:.1%})"
             lines.append(f"  {t['model']:<10} {t['target']} {limit}: {shown}  {verdict}")
     return "\n".join(lines)

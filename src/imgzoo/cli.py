@@ -226,7 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='model_args for one model, e.g. mixer=\'{"dim": 256}\' (repeatable)')
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--eval-batch-size", type=int, help="default: the config's (1000)")
+    p.add_argument("--eval-batch-size", type=int,
+                   help="default: the config's auto (1000 on CUDA, 256 on the CPU)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--steps", type=int,
                    help="timed steps per series (default: fit --budget, 5 to 50)")

@@ -129,6 +129,9 @@ def _schema_error(error, prefix: str = "") -> ConfigError:
         )
     if error.validator == "required":
         return ConfigError(f"config '{where}': {error.message}")
+    if error.validator == "anyOf" and "description" in error.schema:
+        expected = error.schema["description"]
+        return ConfigError(f"config key '{where}': {error.instance!r} is not {expected}")
     return ConfigError(f"config key '{where}': {error.message}")
 
 

@@ -33,6 +33,9 @@ from imgzoo.progress import Progress
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.h5"
 MODEL = "model.pt"
+# `eval_batch_size: auto`. On the CPU a 1000-image batch spills out of the caches: batches of 256
+# evaluate the mixer and the ViT 1.4-1.8x faster (imgzoo bench); on a GPU large batches win.
+EVAL_BATCH_AUTO = {"cuda": 1000, "cpu": 256}
 
 
 class Preempted(Exception):
@@ -122,12 +125,18 @@ class Trainer:
         ).to(self.device)
         self.raw_input = getattr(self.model, "input_normalization", "dataset") == "raw"
         self.num_params = count_params(self.model)
-        if self.cuda and cfg["channels_last"] and _has_conv(self.model):
+        # Channels-last lets oneDNN (CPU) and cuDNN (GPU) skip layout conversions in every
+        # convolution: resnet18 evaluates 1.3x faster on one CPU core, trains up to 1.2x faster.
+        self.channels_last = cfg["channels_last"] and _is_convnet(self.model)
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if cfg["compile"] else self.model
         self.optimizer = _optimizer(self.model, cfg)
         n_train = len(ds.train_y)
         self.steps_per_epoch = _batches(n_train, cfg["batch_size"])
+        self.eval_batch_size = cfg["eval_batch_size"]
+        if self.eval_batch_size == "auto":
+            self.eval_batch_size = EVAL_BATCH_AUTO["cuda" if self.cuda else "cpu"]
         self.total_steps = self.steps_per_epoch * cfg["epochs"]
 
     # ---- one batch ----------------------------------------------------------------------------
@@ -138,7 +147,7 @@ class Trainer:
             x = self.augment(x, generator)
         if not self.raw_input:
             x = (x - self.mean) / self.std
-        if self.cuda and self.cfg["channels_last"] and x.dim() == 4:
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 
@@ -222,7 +231,7 @@ class Trainer:
     def evaluate(self, split: str, want_predictions: bool = False):
         self.model.eval()
         x_all, y_all = self.x[split], self.y[split]
-        bs = self.cfg["eval_batch_size"]
+        bs = self.eval_batch_size
         # Sums stay on the device until the end: no GPU sync per batch. float64, as the Python
         # float they replace, so the sums are the same to the bit.
         loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
@@ -409,8 +418,9 @@ def _batches(n: int, batch_size: int) -> int:
     return max(1, full + (1 if rest > 1 else 0))
 
 
-def _has_conv(model: torch.nn.Module) -> bool:
-    return any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+def _is_convnet(model: torch.nn.Module) -> bool:
+    """More convolutions than a transformer's patch embedding: channels-last pays off."""
+    return sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) > 1
 
 
 def _optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
