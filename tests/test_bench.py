@@ -64,7 +64,7 @@ def test_bench_without_reference_writes_csv_and_json(tmp_path, capsys):
     for key in ALWAYS:
         assert _positive(jrow[key]), key
     assert all(jrow[key] is None for key in REFERENCE)
-    assert jrow["eval_batch_size"] == 256  # `auto` on the CPU
+    assert jrow["eval_batch_size"] == 128  # `auto` on the CPU
     assert {t["target"] for t in doc["targets"]} == {
         "share outside the model <=",
         "eval share of a CIFAR-10 epoch <=",

@@ -9,13 +9,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from imgzoo import data, runlog
 from imgzoo.cli import main
 from imgzoo.config import Study, apply_overrides
 from imgzoo.errors import CheckpointError
-from imgzoo.train import CHECKPOINT, Preempted, train
+from imgzoo.train import CHECKPOINT, Preempted, Trainer, train
 
 # Series that must match exactly between runs (times and throughput never do).
 EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
@@ -27,6 +28,7 @@ CONFIG = {
     "experiments": {
         "mlp": {"model": "mlp", "model_args": {"hidden": [64]}, "augment": "none"},
         "mixer": {"model": "mixer", "model_args": {"patch_size": 2, "dim": 32, "depth": 1}},
+        "convnet": {"model": "dilated", "model_args": {"width": 8, "dilations": [1, 2]}},
     },
 }
 
@@ -80,21 +82,37 @@ def test_run_learns_and_writes_a_complete_log(digits, steps, tmp_path):
     assert (tmp_path / "model.pt").exists() and not (tmp_path / CHECKPOINT).exists()
 
 
-def test_same_seed_same_numbers_and_resume_after_preemption(digits, steps, tmp_path):
-    whole = train(spec_for("mixer"), digits, tmp_path / "whole", threads=1)
+# The convnet runs channels-last (as every convolutional network does): resuming must be exact
+# in that memory format too.
+@pytest.mark.parametrize("experiment", ["mixer", "convnet"])
+def test_same_seed_same_numbers_and_resume_after_preemption(digits, steps, tmp_path, experiment):
+    whole = train(spec_for(experiment), digits, tmp_path / "whole", threads=1)
 
     out = tmp_path / "resumed"
     with pytest.raises(Preempted):  # a few steps into epoch 3
-        train(spec_for("mixer"), digits, out, threads=1, stop_flag=stop_after(2 * steps + 5))
+        train(spec_for(experiment), digits, out, threads=1, stop_flag=stop_after(2 * steps + 5))
     assert (out / CHECKPOINT).exists() and not (out / "metrics.h5").exists()
-    resumed = train(spec_for("mixer"), digits, out, threads=1)
+    resumed = train(spec_for(experiment), digits, out, threads=1)
     for key in EXACT:
         np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
     np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
     np.testing.assert_array_equal(resumed.confusion, whole.confusion)
-    again = train(spec_for("mixer"), digits, tmp_path / "again", threads=1)
+    again = train(spec_for(experiment), digits, tmp_path / "again", threads=1)
     for key in EXACT:
         np.testing.assert_array_equal(again.epochs[key], whole.epochs[key], err_msg=key)
+
+
+@pytest.mark.parametrize(
+    "experiment,convnet", [("convnet", True), ("mixer", False), ("mlp", False)]
+)
+def test_only_convolutional_networks_run_channels_last(digits, tmp_path, experiment, convnet):
+    trainer = Trainer(spec_for(experiment), digits, tmp_path, threads=1)
+    trainer._setup()
+    assert trainer.channels_last is convnet  # a patch embedding alone does not make a convnet
+    if convnet:  # the last convolution: more than one input channel, so the layout shows
+        weight = [p for p in trainer.model.parameters() if p.dim() == 4][-1]
+        assert weight.shape[1] > 1 and weight.is_contiguous(memory_format=torch.channels_last)
+    assert trainer.eval_batch_size == 128  # `auto` on the CPU
 
 
 def test_changed_settings_do_not_resume_a_foreign_checkpoint(digits, steps, tmp_path):

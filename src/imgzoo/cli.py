@@ -227,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--eval-batch-size", type=int,
-                   help="default: the config's auto (1000 on CUDA, 256 on the CPU)")
+                   help="default: the config's auto (1000 on CUDA, 128 on the CPU)")
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
     p.add_argument("--steps", type=int,
                    help="timed steps per series (default: fit --budget, 5 to 50)")

@@ -33,9 +33,10 @@ from imgzoo.progress import Progress
 CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.h5"
 MODEL = "model.pt"
-# `eval_batch_size: auto`. On the CPU a 1000-image batch spills out of the caches: batches of 256
-# evaluate the mixer and the ViT 1.4-1.8x faster (imgzoo bench); on a GPU large batches win.
-EVAL_BATCH_AUTO = {"cuda": 1000, "cpu": 256}
+# `eval_batch_size: auto`. On the CPU the activations of a 1000-image batch spill out of the
+# caches: batches of 128 evaluate the mixer, resnet18 and the ViT 1.5-2x faster, the MLP about as
+# fast (docs/performance.md). A GPU wants large batches.
+EVAL_BATCH_AUTO = {"cuda": 1000, "cpu": 128}
 
 
 class Preempted(Exception):
@@ -134,10 +135,10 @@ class Trainer:
         self.optimizer = _optimizer(self.model, cfg)
         n_train = len(ds.train_y)
         self.steps_per_epoch = _batches(n_train, cfg["batch_size"])
+        self.total_steps = self.steps_per_epoch * cfg["epochs"]
         self.eval_batch_size = cfg["eval_batch_size"]
         if self.eval_batch_size == "auto":
             self.eval_batch_size = EVAL_BATCH_AUTO["cuda" if self.cuda else "cpu"]
-        self.total_steps = self.steps_per_epoch * cfg["epochs"]
 
     # ---- one batch ----------------------------------------------------------------------------
 
