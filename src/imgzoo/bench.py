@@ -450,8 +450,8 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         if reference[n_ref:]:
             paired["speedup"].append(_median(reference[n_ref:]) / real[0])
 
-    # Evaluation last: a 1000-image batch frees so much memory that the training step after it
-    # pays to map it again, which a real epoch pays once in hundreds of steps.
+    # Evaluation last: a large evaluation batch frees so much memory that the training step
+    # after it pays to map it again, which a real epoch pays once in hundreds of steps.
     n_eval = len(trainer.y["test"])
     with phase("imgzoo"):
         trainer.evaluate("train_subset")  # warm-up
