@@ -25,26 +25,7 @@ def world(tmp_path_factory):
     (root / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     data.prepare("digits", {}, root / "digits.h5")
     run = root / "run"
-    code = main(
-        [
-            "train",
-            "--config",
-            str(root / "config.yaml"),
-            "--experiment",
-            "mlp",
-            "--dataset",
-            "digits",
-            "--seed",
-            "0",
-            "--data",
-            str(root / "digits.h5"),
-            "--out",
-            str(run),
-            "--threads",
-            "1",
-        ]
-    )
-    assert code == 0
+    assert main(train_args(root, root / "digits.h5", run)) == 0
     return root
 
 

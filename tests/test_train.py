@@ -112,7 +112,15 @@ def test_only_convolutional_networks_run_channels_last(digits, tmp_path, experim
     if convnet:  # the last convolution: more than one input channel, so the layout shows
         weight = [p for p in trainer.model.parameters() if p.dim() == 4][-1]
         assert weight.shape[1] > 1 and weight.is_contiguous(memory_format=torch.channels_last)
-    assert trainer.eval_batch_size == 128  # `auto` on the CPU
+
+
+def test_auto_eval_batch_is_the_cpus(digits, tmp_path):
+    trainer = Trainer(spec_for(), digits, tmp_path, threads=1)
+    trainer._setup()
+    assert trainer.eval_batch_size == 128
+    trainer = Trainer(spec_for("mlp", "eval_batch_size=500"), digits, tmp_path, threads=1)
+    trainer._setup()
+    assert trainer.eval_batch_size == 500
 
 
 def test_changed_settings_do_not_resume_a_foreign_checkpoint(digits, steps, tmp_path):

@@ -17,6 +17,7 @@ import h5py
 import numpy as np
 
 from imgzoo.errors import RunLogError
+from imgzoo.hdf5 import checked_attrs, strings
 
 SCHEMA = "imgzoo.runlog"
 SCHEMA_VERSION = 1
@@ -145,24 +146,14 @@ def read(path: str | os.PathLike) -> RunLog:
         raise RunLogError(f"{path}: no such run log")
     try:
         with h5py.File(path, "r", locking=False) as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise RunLogError(f"{path}: not an imgzoo run log (delete it and re-run the run)")
-            version = int(f.attrs.get("schema_version", -1))
-            if version != SCHEMA_VERSION:
-                raise RunLogError(
-                    f"{path}: run log schema version {version}, this imgzoo reads "
-                    f"{SCHEMA_VERSION} (delete it and re-run the run)"
-                )
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            missing = [k for k in REQUIRED_ATTRS if k not in attrs]
-            if missing:
-                raise RunLogError(
-                    f"{path}: run log lacks attributes {missing} (delete it and re-run)"
-                )
+            attrs = checked_attrs(
+                f, path, schema=SCHEMA, version=SCHEMA_VERSION, required=REQUIRED_ATTRS,
+                what="run log", redo="delete it and re-run the run", error=RunLogError,
+            )
             epochs = {k: f["epochs"][k][()] for k in EPOCH_SERIES}
             steps = {k: v[()] for k, v in f["steps"].items()} if "steps" in f else {}
             confusion = f["confusion"][()] if "confusion" in f else None
-            class_names = [s.decode() if isinstance(s, bytes) else s for s in f["class_names"][()]]
+            class_names = strings(f["class_names"][()])
             first_layer, kind = None, ""
             if "weights/first_layer" in f:
                 first_layer = f["weights/first_layer"][()]

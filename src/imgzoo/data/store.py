@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from imgzoo.errors import DataError
+from imgzoo.hdf5 import checked_attrs, strings
 
 SCHEMA = "imgzoo.dataset"
 SCHEMA_VERSION = 1
@@ -108,20 +109,11 @@ def load(path: str | os.PathLike) -> Prepared:
         raise DataError(f"{path}: no such prepared dataset (prepare the dataset first)")
     try:
         with h5py.File(path, "r", locking=False) as f:
-            if f.attrs.get("schema") != SCHEMA:
-                raise DataError(f"{path}: not an imgzoo prepared dataset ({redo})")
-            version = int(f.attrs.get("schema_version", -1))
-            if version != SCHEMA_VERSION:
-                raise DataError(
-                    f"{path}: prepared dataset schema version {version}, this imgzoo reads "
-                    f"{SCHEMA_VERSION} ({redo})"
-                )
-            missing = [k for k in REQUIRED_ATTRS if k not in f.attrs]
-            if missing:
-                raise DataError(f"{path}: prepared dataset lacks attributes {missing} ({redo})")
-            attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            class_names = [s.decode() if isinstance(s, bytes) else str(s)
-                           for s in f["class_names"][()]]
+            attrs = checked_attrs(
+                f, path, schema=SCHEMA, version=SCHEMA_VERSION, required=REQUIRED_ATTRS,
+                what="prepared dataset", redo=redo, error=DataError,
+            )
+            class_names = strings(f["class_names"][()])
             arrays = {
                 s: (f[s]["images"][()], f[s]["labels"][()], f[s]["source_index"][()])
                 for s in SPLITS
