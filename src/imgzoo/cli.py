@@ -13,24 +13,42 @@ import json
 import sys
 from pathlib import Path
 
+from imgzoo.config import DEFAULT_CONFIG
 from imgzoo.errors import ConfigError, ImgzooError
-
-DEFAULT_CONFIG = "config/config.yaml"
 
 
 def _study(args):
     from imgzoo.config import load_study
 
-    paths = args.config or [DEFAULT_CONFIG]
-    return load_study(paths)
+    return load_study(args.config)
 
 
 def cmd_check(args) -> int:
     study = _study(args)
-    runs = study.runs
+    if args.json:
+        runs = [
+            {
+                "spec": study.run_spec(run.dataset, run.experiment, run.seed),
+                "run_log": study.run_log(run),
+                "same_as": study.run_log(study.same_as[run]) if run in study.same_as else None,
+            }
+            for run in study.runs
+        ]
+        print(json.dumps({"study": study.name, "results": study.layout.root, "runs": runs}))
+        return 0
+    if args.list:
+        for run in study.runs:
+            first = study.same_as.get(run)
+            note = f"  (same settings as {first.experiment}: not trained again)" if first else ""
+            print(f"{study.run_dir(run)}{note}")
+    runs, trained = study.runs, study.trained_runs
+    repeats = f", {len(runs) - len(trained)} of them repeat another run's settings" if len(
+        trained
+    ) < len(runs) else ""
     print(
-        f"config OK: {len(study.experiments)} experiments, {len(study.config['datasets'])} "
-        f"datasets, {len(study.config['seeds'])} seeds -> {len(runs)} runs "
+        f"config OK: study '{study.name}' -> {study.layout.root}/: {len(study.experiments)} "
+        f"experiments, {len(study.config['datasets'])} datasets, {len(study.config['seeds'])} "
+        f"seeds -> {len(runs)} runs{repeats}: {len(trained)} trainings "
         f"(launcher: {study.config['launcher']})"
     )
     return 0
@@ -39,29 +57,35 @@ def cmd_check(args) -> int:
 def cmd_prepare(args) -> int:
     from imgzoo import data
 
+    # Options and output come from the study unless given; without a study file, no options.
+    study = None
+    has_study = args.config or Path(DEFAULT_CONFIG).exists()
+    if (args.options is None or args.out is None) and has_study:
+        study = _study(args)
     if args.options is not None:
         options = json.loads(args.options)
     else:
-        options = (
-            _study(args).data_options(args.dataset)
-            if (args.config or Path(DEFAULT_CONFIG).exists())
-            else {}
-        )
-    data.prepare(args.dataset, options, args.out)
-    print(f"prepared {args.dataset} -> {args.out}", file=sys.stderr)
+        options = study.data_options(args.dataset) if study else {}
+    if args.out is None and study is None:
+        raise ConfigError(f"prepare: give --out (no study config: {DEFAULT_CONFIG} is missing)")
+    out = args.out or study.layout.data(args.dataset)
+    data.prepare(args.dataset, options, out)
+    print(f"prepared {args.dataset} -> {out}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args) -> int:
     from imgzoo.config import apply_overrides
 
+    # The workflow passes the spec and both paths; by hand, the study gives what is missing.
+    study = None if args.spec and args.data and args.out else _study(args)
     if args.spec:
         spec = json.loads(args.spec)
     else:
-        spec = _study(args).run_spec(args.dataset, args.experiment, args.seed)
+        spec = study.run_spec(args.dataset, args.experiment, args.seed)
     spec = apply_overrides(spec, args.overrides)
-    data_path = Path(args.data or f"results/data/{args.dataset}.h5")
-    out_dir = Path(args.out or f"results/runs/{args.dataset}/{args.experiment}/seed{args.seed}")
+    data_path = Path(args.data or study.layout.data(args.dataset))
+    out_dir = Path(args.out or study.layout.run_dir(args.dataset, args.experiment, args.seed))
     if args.launcher == "submitit":
         from imgzoo.launch import run_on_slurm
 
@@ -91,14 +115,15 @@ def cmd_train(args) -> int:
 def cmd_tables(args) -> int:
     from imgzoo.aggregate.tables import write_tables
 
-    write_tables([Path(p) for p in args.logs], Path(args.out_dir))
+    write_tables([Path(p) for p in args.logs], Path(args.out_dir), same_as=args.same_as)
     return 0
 
 
 def cmd_curves(args) -> int:
     from imgzoo.aggregate.curves import write_curves
 
-    write_curves([Path(p) for p in args.logs], Path(args.out), title=args.title)
+    write_curves([Path(p) for p in args.logs], Path(args.out), title=args.title,
+                 same_as=args.same_as)
     return 0
 
 
@@ -112,7 +137,13 @@ def cmd_weights(args) -> int:
 def cmd_sweep_plot(args) -> int:
     from imgzoo.aggregate.sweeps import write_sweep_plot
 
-    write_sweep_plot([Path(p) for p in args.logs], args.sweep, Path(args.out), metric=args.metric)
+    write_sweep_plot(
+        [Path(p) for p in args.logs],
+        args.sweep,
+        Path(args.out),
+        metric=args.metric,
+        same_as=args.same_as,
+    )
     return 0
 
 
@@ -159,16 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
             "--config",
             action="append",
             metavar="FILE",
-            help=f"config file (repeatable; later ones win; default {DEFAULT_CONFIG})",
+            help=f"the study's config file (repeatable: merged in order, later ones win; "
+            f"default {DEFAULT_CONFIG})",
+        )
+        return p
+
+    def with_same_as(p):
+        p.add_argument(
+            "--same-as",
+            type=json.loads,
+            default=[],
+            metavar="JSON",
+            help="runs that repeat another run's settings: [{log, experiment, sweep}, ...] "
+            "(the workflow passes it)",
         )
         return p
 
     p = with_config(sub.add_parser("check", help="validate the config and count the runs"))
+    p.add_argument("--list", action="store_true", help="list every run's folder")
+    p.add_argument("--json", action="store_true", help="every run's resolved settings as JSON")
     p.set_defaults(func=cmd_check)
 
     p = with_config(sub.add_parser("prepare", help="prepare a dataset into an HDF5 file"))
     p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True, help="results/data/{dataset}.h5")
+    p.add_argument("--out", help="default: the study's results/<study>/data/DATASET.h5")
     p.add_argument("--options", help="preparation options as JSON (default: from the config)")
     p.set_defaults(func=cmd_prepare)
 
@@ -176,8 +221,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", help="run folder (default results/runs/DATASET/EXPERIMENT/seedSEED)")
-    p.add_argument("--data", help="prepared dataset (default results/data/DATASET.h5)")
+    p.add_argument(
+        "--out", help="run folder (default results/<study>/runs/DATASET/EXPERIMENT/seedSEED)"
+    )
+    p.add_argument("--data", help="prepared dataset (default results/<study>/data/DATASET.h5)")
     p.add_argument("--spec", help="the resolved run spec as JSON (the workflow passes it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
     p.add_argument("--launcher", choices=["local", "submitit"], default="local")
@@ -190,12 +237,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("tables", help="runs and summary tables from run logs")
+    p = with_same_as(sub.add_parser("tables", help="runs and summary tables from run logs"))
     p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_tables)
 
-    p = sub.add_parser("curves", help="learning curves of one dataset's runs")
+    p = with_same_as(sub.add_parser("curves", help="learning curves of one dataset's runs"))
     p.add_argument("--out", required=True)
     p.add_argument("--title")
     p.add_argument("logs", nargs="+")
@@ -206,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("sweep-plot", help="metric against swept value for one sweep")
+    p = with_same_as(sub.add_parser("sweep-plot", help="metric against swept value for one sweep"))
     p.add_argument("--sweep", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metric", default="test_acc_at_best_val")

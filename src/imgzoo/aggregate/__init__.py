@@ -1,9 +1,11 @@
 """Aggregation: run logs in, tables and figures out.
 
-- `tables.write_tables(log_paths, out_dir)`: runs.{csv,md,html} and summary.{csv,md,html}
-- `curves.write_curves(log_paths, out_png, title=None)`: accuracy and loss against epoch
+- `tables.write_tables(log_paths, out_dir, same_as=())`: runs.{csv,md,html}, summary.{csv,md,html}
+- `curves.write_curves(log_paths, out_png, title=None, same_as=())`: accuracy and loss vs epoch
 - `weights.write_weight_grid(log_path, out_png)`: a run's first layer as grayscale tiles
-- `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=...)`: metric vs swept value
+- `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=..., same_as=())`: metric vs
+  swept value
+(`same_as`: runs shown under another name, see `read_logs`.)
 
 It reads run logs only (h5py, numpy, pandas, matplotlib) and never imports torch, the models or
 the training loop: the aggregation rules then run in seconds anywhere, a login node included.
@@ -13,6 +15,7 @@ no submodule, so `import imgzoo.aggregate.tables` does not pull in matplotlib.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from contextlib import contextmanager
@@ -22,15 +25,29 @@ from imgzoo import runlog
 from imgzoo.errors import RunLogError
 
 
-def read_logs(log_paths) -> list[runlog.RunLog]:
+def read_logs(log_paths, same_as=()) -> list[runlog.RunLog]:
     """Read every log, in the order given (the order decides the order of rows and lines).
+
+    `same_as` lists runs that repeat another run's settings and so were not trained again: each
+    entry {"log", "experiment", "sweep"} adds that log once more under the run's own name (and
+    sweep), its attribute `same_run_as` naming the experiment that trained it.
 
     An unreadable log raises RunLogError naming its file: a table that silently lacks a run would
     be wrong without anyone noticing. So does a run passed twice, which would count twice.
     """
+    given = [runlog.read(path) for path in log_paths]
+    by_path = {str(log.path): log for log in given}
+    repeats = [
+        shown_as(
+            by_path.get(str(entry["log"])) or runlog.read(entry["log"]),
+            entry["experiment"],
+            entry.get("sweep"),
+        )
+        for entry in same_as
+    ]
     logs, seen = [], {}
-    for path in log_paths:
-        log = runlog.read(path)
+    for log in [*given, *repeats]:
+        path = log.path
         key = (log.attrs["dataset"], log.attrs["experiment"], int(log.attrs["seed"]))
         if key in seen:
             raise RunLogError(
@@ -40,6 +57,22 @@ def read_logs(log_paths) -> list[runlog.RunLog]:
         seen[key] = path
         logs.append(log)
     return logs
+
+
+def shown_as(log: runlog.RunLog, experiment: str, sweep: dict | None) -> runlog.RunLog:
+    """`log` under another experiment name (and sweep): a run whose settings equal the logged
+    run's, which the workflow therefore did not train twice."""
+    config = {**run_config(log), "experiment": experiment}
+    config.pop("sweep", None)
+    if sweep:
+        config["sweep"] = sweep
+    attrs = {
+        **log.attrs,
+        "experiment": experiment,
+        "config": json.dumps(config),
+        "same_run_as": str(log.attrs["experiment"]),
+    }
+    return dataclasses.replace(log, attrs=attrs)
 
 
 def run_config(log: runlog.RunLog) -> dict:

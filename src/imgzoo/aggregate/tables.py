@@ -37,6 +37,7 @@ RUN_COLUMNS = (
     "best_epoch",
     *METRICS,
     "diverged_epoch",
+    "same_run_as",
 )
 SUMMARY_KEYS = ("dataset", "sweep", "experiment", "n_seeds", "n_diverged", "params", "epochs")
 
@@ -44,7 +45,7 @@ SUMMARY_KEYS = ("dataset", "sweep", "experiment", "n_seeds", "n_diverged", "para
 _DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "images_per_s": 0}
 _SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "images_per_s": 1.0}
 
-_TEXT_COLUMNS = ("dataset", "sweep", "experiment", "model", "status")
+_TEXT_COLUMNS = ("dataset", "sweep", "experiment", "model", "status", "same_run_as")
 _NOTE = (
     "Accuracies in percent. test_acc_at_best_val: test accuracy at the epoch of best validation "
     "accuracy (the model-selection metric). Summary: mean ± sample std over seeds (no std for a "
@@ -93,6 +94,8 @@ def run_row(log) -> dict:
         "train_time_s": float(np.nansum(times)) if np.isfinite(times).any() else np.nan,
         "images_per_s": float(np.nanmean(speeds)) if np.isfinite(speeds).any() else np.nan,
         "diverged_epoch": diverged_epoch if diverged_epoch >= 0 else None,
+        # a run with the same settings as another was not trained again: whose numbers these are
+        "same_run_as": str(attrs.get("same_run_as", "")),
     }
 
 
@@ -206,14 +209,15 @@ def _markdown(shown: pd.DataFrame, title: str) -> str:
     return f"## {title}\n\n{_NOTE}\n\n{table}\n"
 
 
-def write_tables(log_paths, out_dir) -> None:
-    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir`.
+def write_tables(log_paths, out_dir, same_as=()) -> None:
+    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir` (`same_as`: runs shown
+    under another name, see `imgzoo.aggregate.read_logs`).
 
     Every log is read before any file is written, so an unreadable log (RunLogError naming
     it) leaves the previous tables as they were.
     """
     out_dir = Path(out_dir)
-    runs = runs_frame(read_logs(log_paths))
+    runs = runs_frame(read_logs(log_paths, same_as))
     summary = summary_frame(runs)
     outputs = {
         "runs": (runs[list(RUN_COLUMNS)], _runs_display(runs), "imgzoo runs"),
