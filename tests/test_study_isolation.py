@@ -158,3 +158,16 @@ def test_two_studies_in_one_checkout_keep_their_own_results(tmp_path):
         again = snakemake(workdir, "--cores", "2", "--configfile", configfile)
         assert again.returncode == 0
         assert "Nothing to be done" in again.stdout + again.stderr, configfile
+
+
+def test_command_line_overrides_layer_on_the_study(tmp_path):
+    workdir = checkout(tmp_path)
+    study = str(REPO / "config/studies/fashion-mnist.yaml")
+    planned = planned_runs(workdir, "--configfile", study, "--config", "name=quick", "seeds=[1]")
+    checked = checked_runs(workdir, "--config", study)["runs"]
+    assert planned  # every planned run is the study's, in its own folder, seed 1 only
+    assert {spec["seed"] for spec in planned.values()} == {1}
+    assert all(run_dir.startswith(Layout("quick").root) for run_dir in planned)
+    assert {s["experiment"] for s in planned.values()} == {
+        r["spec"]["experiment"] for r in checked if not r["same_as"]
+    }

@@ -453,9 +453,24 @@ def load_study(paths: list[str | Path] | None = None, overrides: dict | None = N
     config: dict = {}
     for path in paths:
         config = merge(config, load_yaml(path))
-    config = merge(config, dict(overrides or {}))
+    config = merge(config, _typed(dict(overrides or {})))
     config.setdefault("name", paths[0].stem)
     return Study(config)
+
+
+def _typed(value):
+    """Snakemake reads `--config seeds=[0,1]` with YAML's base loader: every scalar inside a list
+    or mapping stays a string. Read such strings as YAML would in a config file."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return coerce_numbers(yaml.safe_load(value))
+        except yaml.YAMLError:
+            return value
+    return value
 
 
 def merge(base: dict, update: dict) -> dict:
