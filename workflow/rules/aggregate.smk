@@ -26,7 +26,7 @@ rule tables:
     conda:
         "../../environment.yml"
     params:
-        out_dir=LAYOUT.tables,
+        out_dir=lambda w, output: os.path.dirname(output.runs_csv),
         same_as=repeated_runs(),
     shell:
         "imgzoo tables --out-dir {params.out_dir:q} --same-as {params.same_as:q}"
