@@ -172,6 +172,9 @@ BAD_CONFIGS = [
     ("unknown launcher", {"launcher": "slurm"}, "'slurm'"),
     ("unknown augmentation", {"train": {"augment": "standart"}}, "standard"),
     ("reserved character in a name", {"experiments": {"a@b": {"model": "mlp"}}}, "'a@b'"),
+    ("unknown dataset option", {"data": {"digits": {"val_fractoin": 0.2}}}, "val_fraction"),
+    ("bad dataset option value", {"data": {"synthetic": {"image_size": 2}}}, "image_size"),
+    ("bad checksum", {"data": {"cifar10": {"checksum": "xyz"}}}, "data.cifar10"),
 ]
 
 

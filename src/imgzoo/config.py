@@ -212,7 +212,7 @@ class Study:
     """
 
     def __init__(self, config: dict):
-        from imgzoo.data import known_datasets
+        from imgzoo.data import checked_options, known_datasets
 
         self.config = validate(config)
         self.name = self.config["name"]
@@ -235,9 +235,13 @@ class Study:
                 if dataset not in known:
                     err = unknown_name("dataset", dataset, known)
                     raise ConfigError(f"config 'experiments.{name}.datasets': {err}")
-        for dataset in self.config["data"]:
+        for dataset, options in self.config["data"].items():
             if dataset not in known:
                 raise ConfigError(f"config 'data': {unknown_name('dataset', dataset, known)}")
+            try:
+                checked_options(dataset, options)
+            except ConfigError as e:
+                raise ConfigError(f"config 'data.{dataset}': {e}") from None
         if len(set(self.config["seeds"])) != len(self.config["seeds"]):
             raise ConfigError("config 'seeds': a seed is listed twice")
         self.same_as = self._find_repeated_runs()
