@@ -171,3 +171,18 @@ def test_command_line_overrides_layer_on_the_study(tmp_path):
     assert {s["experiment"] for s in planned.values()} == {
         r["spec"]["experiment"] for r in checked if not r["same_as"]
     }
+
+
+def test_workflow_runs_without_activating_the_environment(tmp_path):
+    """`.venv/bin/snakemake ...` with a PATH that lacks the environment: the rules still find
+    the `imgzoo` command beside the Python that runs Snakemake."""
+    workdir = checkout(tmp_path)
+    env = {**os.environ, "PATH": "/usr/bin:/bin"}
+    target = Layout("default").data("digits")
+    done = subprocess.run(
+        [str(BIN / "snakemake"), "-s", str(REPO / "Snakefile"), "-d", str(workdir), target,
+         "--cores", "1"],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (workdir / target).stat().st_size > 0

@@ -10,11 +10,28 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
 from imgzoo.config import DEFAULT_CONFIG
 from imgzoo.errors import ConfigError, ImgzooError
+
+
+def path_with_command(path: str) -> str:
+    """`path` (a PATH value) such that the rules' `imgzoo` command is found: as it is, or with the
+    folder of the Python that runs Snakemake first, where the command lies beside it (a
+    `.venv/bin/snakemake` run without activating the environment)."""
+    if shutil.which("imgzoo", path=path):
+        return path
+    here = Path(sys.executable).parent
+    if (here / "imgzoo").exists():
+        return os.pathsep.join([str(here), *filter(None, [path])])
+    raise ImgzooError(
+        f"the workflow's rules call the `imgzoo` command, found neither on PATH nor in {here}: "
+        "install the project (`make venv`) and activate its environment (`. .venv/bin/activate`)"
+    )
 
 
 def _study(args):

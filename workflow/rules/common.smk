@@ -9,16 +9,21 @@ import os
 import shlex
 import sys
 
+from imgzoo.cli import path_with_command
 from imgzoo.config import load_study
-from imgzoo.errors import ConfigError
+from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view
 
 try:
     STUDY = load_study(
         workflow.config_settings.configfiles, workflow.config_settings.config
     )
+    # The rules call `imgzoo`: found even where the environment was not activated.
+    os.environ["PATH"] = path_with_command(os.environ.get("PATH", ""))
 except ConfigError as error:
     sys.exit(f"imgzoo: config error: {error}")
+except ImgzooError as error:
+    sys.exit(f"imgzoo: error: {error}")
 LAYOUT = STUDY.layout
 
 
