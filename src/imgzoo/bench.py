@@ -35,7 +35,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from imgzoo.errors import ConfigError
@@ -529,7 +529,7 @@ def _meta(settings: dict, argv: list[str]) -> dict:
         "device_name": torch.cuda.get_device_name() if cuda else _cpu_name(),
         "loadavg_start": settings["loadavg_start"],
         "loadavg_end": _loadavg(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(argv),
     }
 

@@ -19,19 +19,21 @@ from imgzoo.config import DEFAULT_CONFIG
 from imgzoo.errors import ConfigError, ImgzooError
 
 
-def path_with_command(path: str) -> str:
-    """`path` (a PATH value) such that the rules' `imgzoo` command is found: as it is, or with the
-    folder of the Python that runs Snakemake first, where the command lies beside it (a
-    `.venv/bin/snakemake` run without activating the environment)."""
+def put_command_on_path() -> None:
+    """Make sure the rules' `imgzoo` command is found on PATH (Snakemake's jobs inherit it): as
+    it is, or with the folder of the Python that runs Snakemake first, where the command lies
+    beside it (a `.venv/bin/snakemake` run without activating the environment)."""
+    path = os.environ.get("PATH", "")
     if shutil.which("imgzoo", path=path):
-        return path
+        return
     here = Path(sys.executable).parent
-    if (here / "imgzoo").exists():
-        return os.pathsep.join([str(here), *filter(None, [path])])
-    raise ImgzooError(
-        f"the workflow's rules call the `imgzoo` command, found neither on PATH nor in {here}: "
-        "install the project (`make venv`) and activate its environment (`. .venv/bin/activate`)"
-    )
+    if not (here / "imgzoo").exists():
+        raise ImgzooError(
+            f"the workflow's rules call the `imgzoo` command, found neither on PATH nor in "
+            f"{here}: install the project (`make venv`) and activate its environment "
+            "(`. .venv/bin/activate`)"
+        )
+    os.environ["PATH"] = os.pathsep.join([str(here), *filter(None, [path])])
 
 
 def _study(args):

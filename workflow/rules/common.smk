@@ -9,7 +9,7 @@ import os
 import shlex
 import sys
 
-from imgzoo.cli import path_with_command
+from imgzoo.cli import put_command_on_path
 from imgzoo.config import load_study
 from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view
@@ -19,7 +19,7 @@ try:
         workflow.config_settings.configfiles, workflow.config_settings.config
     )
     # The rules call `imgzoo`: found even where the environment was not activated.
-    os.environ["PATH"] = path_with_command(os.environ.get("PATH", ""))
+    put_command_on_path()
 except ConfigError as error:
     sys.exit(f"imgzoo: config error: {error}")
 except ImgzooError as error:
