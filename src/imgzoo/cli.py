@@ -134,6 +134,16 @@ def cmd_train(args) -> int:
 def cmd_tables(args) -> int:
     from imgzoo.aggregate.tables import write_tables
 
+    if args.partial:
+        from imgzoo.status import current_logs
+
+        study = _study(args)
+        logs, same_as, unfinished = current_logs(study)
+        out_dir = Path(args.out_dir or study.layout.partial.tables)
+        write_tables(logs, out_dir, same_as=same_as)
+        print(f"{out_dir}: {len(logs)} runs, {unfinished} unfinished", file=sys.stderr)
+        return 0
+    _need_logs(args, "--out-dir")
     write_tables([Path(p) for p in args.logs], Path(args.out_dir), same_as=args.same_as)
     return 0
 
@@ -141,9 +151,50 @@ def cmd_tables(args) -> int:
 def cmd_curves(args) -> int:
     from imgzoo.aggregate.curves import write_curves
 
+    if args.partial:
+        from imgzoo.status import current_logs
+
+        study = _study(args)
+        for dataset in dict.fromkeys(run.dataset for run in study.runs):
+            logs, same_as, unfinished = current_logs(study, dataset)
+            if not logs:
+                continue
+            out = Path(study.layout.partial.curves(dataset))
+            title = f"{dataset}: {unfinished} of {len(logs)} runs unfinished (mean over seeds)"
+            write_curves(logs, out, title=title, same_as=same_as)
+            print(out, file=sys.stderr)
+        return 0
+    _need_logs(args, "--out")
     write_curves([Path(p) for p in args.logs], Path(args.out), title=args.title,
                  same_as=args.same_as)
     return 0
+
+
+def _need_logs(args, out_option: str) -> None:
+    if not args.logs or getattr(args, out_option.lstrip("-").replace("-", "_")) is None:
+        raise ConfigError(f"{args.command}: give {out_option} and run logs, or --partial")
+
+
+def cmd_status(args) -> int:
+    import time
+
+    from imgzoo import status
+
+    study = _study(args)
+    while True:
+        runs, summary = status.study_status(study)
+        if args.json:
+            text = json.dumps(status.as_json(runs, summary)) + "\n"
+        else:
+            width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+            text = status.table(runs, summary, width=max(width, 60))
+        if args.watch and sys.stdout.isatty():
+            sys.stdout.write("\033[H\033[J")  # clear the screen: a refreshed view
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
 
 
 def cmd_weights(args) -> int:
@@ -256,16 +307,38 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = with_same_as(sub.add_parser("tables", help="runs and summary tables from run logs"))
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("logs", nargs="+")
+    def with_partial(p):
+        with_config(p)
+        p.add_argument(
+            "--partial",
+            action="store_true",
+            help="from the study's runs as they stand (unfinished ones marked), into "
+            "results/<study>/partial/",
+        )
+        return p
+
+    p = with_partial(with_same_as(sub.add_parser("tables", help="runs and summary tables")))
+    p.add_argument("--out-dir")
+    p.add_argument("logs", nargs="*")
     p.set_defaults(func=cmd_tables)
 
-    p = with_same_as(sub.add_parser("curves", help="learning curves of one dataset's runs"))
-    p.add_argument("--out", required=True)
+    p = with_partial(with_same_as(sub.add_parser("curves", help="learning curves")))
+    p.add_argument("--out")
     p.add_argument("--title")
-    p.add_argument("logs", nargs="+")
+    p.add_argument("logs", nargs="*")
     p.set_defaults(func=cmd_curves)
+
+    p = with_config(sub.add_parser("status", help="where every run of the study stands"))
+    p.add_argument("--json", action="store_true", help="the status as JSON, for scripts")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=30.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 30) until interrupted",
+    )
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("weights", help="first-layer weight grid of one run")
     p.add_argument("--out", required=True)

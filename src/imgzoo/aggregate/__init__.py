@@ -9,7 +9,8 @@
 
 It reads run logs only (h5py, numpy, pandas, matplotlib) and never imports torch, the models or
 the training loop: the aggregation rules then run in seconds anywhere, a login node included.
-This module holds what the four share: reading logs and writing outputs atomically. It imports
+This module holds what the four share: reading logs and writing outputs atomically
+(`imgzoo.atomic`). It imports
 no submodule, so `import imgzoo.aggregate.tables` does not pull in matplotlib.
 """
 
@@ -17,16 +18,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from contextlib import contextmanager
-from pathlib import Path
 
 from imgzoo import runlog
+from imgzoo.atomic import atomic_output, atomic_write_text
 from imgzoo.errors import RunLogError
 
 
 def read_logs(log_paths, same_as=()) -> list[runlog.RunLog]:
-    """Read every log, in the order given (the order decides the order of rows and lines).
+    """Read every log, in the order given (the order decides the order of rows and lines); an
+    item may also be a RunLog already in memory (an unfinished run's, say).
 
     `same_as` lists runs that repeat another run's settings and so were not trained again: each
     entry {"log", "experiment", "sweep"} adds that log once more under the run's own name (and
@@ -35,7 +35,7 @@ def read_logs(log_paths, same_as=()) -> list[runlog.RunLog]:
     An unreadable log raises RunLogError naming its file: a table that silently lacks a run would
     be wrong without anyone noticing. So does a run passed twice, which would count twice.
     """
-    given = [runlog.read(path) for path in log_paths]
+    given = [p if isinstance(p, runlog.RunLog) else runlog.read(p) for p in log_paths]
     by_path = {str(log.path): log for log in given}
     repeats = [
         shown_as(
@@ -91,25 +91,8 @@ def sweep_of(log: runlog.RunLog) -> dict | None:
     return run_config(log).get("sweep") or None
 
 
-@contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside `path`, renamed to `path` only when the block succeeds.
-
-    Snakemake and the report then never see a half-written table or figure.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_text(path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
 
 
 def new_figure(figsize):

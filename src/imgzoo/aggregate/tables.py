@@ -136,13 +136,13 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
     for (dataset, sweep, experiment), group in runs.groupby(
         ["dataset", "sweep", "experiment"], sort=False
     ):
-        good = group[group["status"] != "diverged"]
+        good = group[group["status"] == "completed"]  # not diverged, nor unfinished
         row = {
             "dataset": dataset,
             "sweep": sweep,
             "experiment": experiment,
             "n_seeds": len(group),
-            "n_diverged": len(group) - len(good),
+            "n_diverged": int((group["status"] == "diverged").sum()),
             "params": int(group["params"].iloc[0]),
             # what the experiment asked for: a diverged seed's completed count says less
             "epochs": int(group["epochs_planned"].max()),
