@@ -104,7 +104,12 @@ def cmd_train(args) -> int:
         spec = study.run_spec(args.dataset, args.experiment, args.seed)
     spec = apply_overrides(spec, args.overrides)
     data_path = Path(args.data or study.layout.data(args.dataset))
-    out_dir = Path(args.out or study.layout.run_dir(args.dataset, args.experiment, args.seed))
+    if args.out:
+        out_dir = Path(args.out)
+    else:
+        # A run by hand with settings of its own must not pass for the study's run of that name.
+        layout = study.layout.by_hand if args.overrides else study.layout
+        out_dir = Path(layout.run_dir(args.dataset, args.experiment, args.seed))
     if args.launcher == "submitit":
         from imgzoo.launch import run_on_slurm
 

@@ -25,8 +25,7 @@ class Layout:
     """The results tree of one study, rooted at `results/<study name>`."""
 
     study: str
-    # a part of the study's folder laid out the same way: "partial" holds the tables and curves
-    # drawn while runs are unfinished (`Layout.partial`)
+    # a part of the study's folder laid out the same way (`partial`, `by_hand`)
     part: str = ""
 
     @property
@@ -36,6 +35,12 @@ class Layout:
     @property
     def partial(self) -> Layout:
         return Layout(self.study, "partial")
+
+    @property
+    def by_hand(self) -> Layout:
+        """Runs made by hand with settings of their own (`imgzoo train ... KEY=VALUE`): apart,
+        so they never pass for the study's runs."""
+        return Layout(self.study, "by-hand")
 
     def data(self, dataset="{dataset}") -> str:
         """A prepared dataset (per study: preparation options differ between studies)."""
