@@ -20,8 +20,6 @@ REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.executable).parent.parent
 README = (REPO / "README.md").read_text()
 DEFAULT = Layout("default")
-# Copied into the fresh checkout: what a clone holds that the commands read.
-CHECKOUT = ("Makefile", "Snakefile", "pyproject.toml", "config", "profiles", "workflow", "src")
 
 
 def code_block(heading: str) -> list[str]:
@@ -44,13 +42,15 @@ def shell(command: str, cwd: Path, timeout: int = 1800) -> subprocess.CompletedP
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
     root = tmp_path_factory.mktemp("clone")
-    for name in CHECKOUT:
-        source = REPO / name
-        if source.is_dir():
-            shutil.copytree(source, root / name, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(source, root / name)  # keeps the time stamps `make` compares
+    # What a clone holds: the files git knows (committed or not yet), nothing generated.
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.splitlines()
+    for name in files:
+        if (REPO / name).is_file():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, root / name, follow_symlinks=False)  # keeps time stamps
     (root / ".venv").symlink_to(VENV)  # the environment `make` made (installing takes minutes)
     return root
 
