@@ -115,6 +115,22 @@ def test_same_seed_same_numbers_and_resume_after_preemption(digits, steps, tmp_p
 CPU = torch.device("cpu")
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_resume_after_preemption_is_exact_on_the_gpu(digits, steps, tmp_path):
+    """The GPU path (data and generators on the device, bf16 autocast, channels-last)."""
+    spec = spec_for("convnet", "device=cuda")
+    whole = train(spec, digits, tmp_path / "whole", threads=1)
+    assert whole.attrs["device"].startswith("cuda")
+    out = tmp_path / "resumed"
+    with pytest.raises(Preempted):
+        train(spec, digits, out, threads=1, stop_flag=stop_after(2 * steps + 5))
+    resumed = train(spec, digits, out, threads=1)
+    for key in EXACT:
+        np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
+    np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
+    np.testing.assert_array_equal(resumed.confusion, whole.confusion)
+
+
 @pytest.mark.parametrize(
     "experiment,convnet", [("convnet", True), ("mixer", False), ("mlp", False)]
 )
