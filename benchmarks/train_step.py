@@ -299,8 +299,9 @@ def _train_steps(parts, epochs, n_steps: int, progress, sync) -> list[tuple[floa
 
     An epoch of k steps takes the first k batches of a real epoch; k stays below the epoch's
     step count, so every timed batch is a full one (the last batch of an epoch takes the rest of
-    the split). A step lasts from the loop taking its batch (made then: index, augment,
-    normalise) to the loop coming back for the next; the epochs' setup and end are outside.
+    the split). A step lasts from the loop asking for its batch (made then: index, augment,
+    normalise) to the loop asking for the next; an epoch's first step also carries the epoch's
+    seeding and shuffle (the medians do not feel it), its end (the losses read back) is outside.
     """
     from imgzoo.training.step import train_epoch
 
