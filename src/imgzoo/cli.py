@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imgzoo.config import DEFAULT_CONFIG
 from imgzoo.errors import ConfigError, ImgzooError
+from imgzoo.paths import METRICS
 
 
 def put_command_on_path() -> None:
@@ -132,7 +133,7 @@ def cmd_train(args) -> int:
     summary = f"{log.attrs['status']} after {len(epochs['epoch'])} epochs"
     if len(epochs["epoch"]):
         summary += f": final test acc {epochs['test_acc'][-1]:.4f}"
-    print(f"{out_dir / 'metrics.h5'}: {summary}", file=sys.stderr)
+    print(f"{out_dir / METRICS}: {summary}", file=sys.stderr)
     return 0
 
 
@@ -219,39 +220,6 @@ def cmd_sweep_plot(args) -> int:
         metric=args.metric,
         same_as=args.same_as,
     )
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from imgzoo import bench
-
-    model_args = {}
-    for item in args.model_args or []:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"bench --model-args '{item}': expected NAME=JSON")
-        model_args[name] = json.loads(text)
-    rows, meta, targets = bench.run(
-        args.models or bench.DEFAULT_MODELS,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        device=args.device,
-        steps=args.steps,
-        warmup=args.warmup,
-        budget_s=args.budget,
-        train_size=args.train_size,
-        test_size=args.test_size,
-        threads=args.threads,
-        compile=args.compile,
-        reference=not args.no_reference,
-        model_args=model_args,
-        outputs=args.out or [],
-        # how it was started: `python -m imgzoo` runs imgzoo/__main__.py
-        argv=[sys.argv[0].replace(str(Path(__file__).with_name("__main__.py")),
-                                  "python -m imgzoo"), *sys.argv[1:]],
-    )
-    print(bench.report(rows, meta, targets))
     return 0
 
 
@@ -357,35 +325,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_sweep_plot)
 
-    p = sub.add_parser(
-        "bench",
-        help="training/eval throughput per model, against a reference PyTorch loop",
-        description="Per model, on an in-memory synthetic dataset: images/s of the real training "
-        "step and of evaluation, the share of the step spent outside the model, peak memory, "
-        "and the same model trained by a torchvision/DataLoader reference loop.",
-    )
-    p.add_argument("--models", nargs="+", metavar="MODEL",
-                   help="families, presets or vit-small (default: mlp mixer resnet18 vit-small)")
-    p.add_argument("--model-args", action="append", metavar="MODEL=JSON",
-                   help='model_args for one model, e.g. mixer=\'{"dim": 256}\' (repeatable)')
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--eval-batch-size", type=int,
-                   help="default: the config's auto (1000 on CUDA, 128 on the CPU)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    p.add_argument("--steps", type=int,
-                   help="timed steps per series (default: fit --budget, 5 to 50)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    p.add_argument("--budget", type=float, default=15.0,
-                   help="seconds per timed series when --steps is not given (default 15)")
-    p.add_argument("--train-size", type=int, default=5000, help="synthetic images (default 5000)")
-    p.add_argument("--test-size", type=int, default=1000, help="evaluation images (default 1000)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--compile", action="store_true", help="train with torch.compile")
-    p.add_argument("--no-reference", action="store_true", help="skip the reference loop")
-    p.add_argument("--out", action="append", metavar="FILE",
-                   help="write the results to FILE.csv or FILE.json (repeatable)")
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

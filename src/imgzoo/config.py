@@ -385,15 +385,15 @@ class Study:
             )
         per_dataset = exp.get("per_dataset", {}).get(dataset, {})
         train = {**self.train, **_train_keys(exp), **_train_keys(per_dataset)}
-        model, model_args = catalog.resolve(
+        family, model_args = catalog.resolve(
             exp["model"], {**exp.get("model_args", {}), **per_dataset.get("model_args", {})}
         )
         spec = {
             "experiment": experiment,
             "dataset": dataset,
             "seed": int(seed),
-            "model": model,
-            "model_name": exp["model"],
+            "model": exp["model"],  # as configured: a family or a preset
+            "family": family,
             "model_args": model_args,
             "train": train,
             "data": self.data_options(dataset),
@@ -429,7 +429,7 @@ def apply_overrides(spec: dict, overrides: list[str]) -> dict:
         value = coerce_numbers(yaml.safe_load(text))
         if key.startswith("model_args."):
             arg = key.removeprefix("model_args.")
-            _check_model("override", spec["model"], {arg: value})
+            _check_model("override", spec["family"], {arg: value})
             spec["model_args"][arg] = value
         elif key in spec["train"]:
             spec["train"][key] = value

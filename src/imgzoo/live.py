@@ -100,8 +100,8 @@ def partial_log(run_dir) -> runlog.RunLog | None:
         "experiment": spec["experiment"],
         "dataset": spec["dataset"],
         "seed": spec["seed"],
-        # the configured model name (older specs held it in model_name)
-        "model": spec.get("model_name") or spec["model"],
+        "model": spec["model"],
+        "family": spec["family"],
         "config": json.dumps(spec),
         "num_params": progress["num_params"],
         "status": progress["status"],
