@@ -151,7 +151,7 @@ def test_auto_eval_batch_is_the_cpus(digits):
 
 
 def assert_same_weights(path_a, path_b):
-    a, b = (checkpoint.load_weights(p, CPU) for p in (path_a, path_b))
+    a, b = (checkpoint.load_weights(p) for p in (path_a, path_b))
     assert list(a) == list(b)
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
@@ -170,7 +170,7 @@ def test_the_log_describes_the_best_validation_model(digits, tmp_path, experimen
     parts = build_parts(spec, data.load(digits), CPU)  # the same network, fresh weights
     test_y = data.load(digits).test_y
     for weights, epoch_index in ((BEST_MODEL, best), (MODEL, -1)):
-        parts.network.model.load_state_dict(checkpoint.load_weights(tmp_path / weights, CPU))
+        parts.network.model.load_state_dict(checkpoint.load_weights(tmp_path / weights))
         result = evaluate(parts.network.net, parts.data, "test", 128, predictions=True)
         assert result.acc == log.epochs["test_acc"][epoch_index], weights
         if weights == BEST_MODEL:

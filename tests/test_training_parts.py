@@ -148,16 +148,16 @@ def test_a_checkpoint_resumes_only_its_own_settings(tmp_path, spec):
     checkpoint.save(
         path, spec=spec, epoch=4, model=model, optimizer=optimizer, history=History().state()
     )
-    state = checkpoint.load(path, spec, CPU)
+    state = checkpoint.load(path, spec)
     assert state["epoch"] == 4
     torch.testing.assert_close(state["model"]["weight"], model.weight.detach())
     other = {**spec, "seed": 1}
     with pytest.warns(UserWarning, match="other settings"):
-        assert checkpoint.load(path, other, CPU) is None
-    assert checkpoint.load(tmp_path / "none.pt", spec, CPU) is None
+        assert checkpoint.load(path, other) is None
+    assert checkpoint.load(tmp_path / "none.pt", spec) is None
     checkpoint.save_atomic({"something": "else"}, path)
     with pytest.raises(CheckpointError, match="checkpoint.pt: not an imgzoo checkpoint"):
-        checkpoint.load(path, spec, CPU)
+        checkpoint.load(path, spec)
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
 
 
@@ -175,3 +175,21 @@ def test_the_version_names_the_commit_of_a_checkout():
     assert found, version
     assert head.stdout.strip().startswith(found.group(1))
     assert imgzoo.version() is version  # asked once per process
+
+
+@pytest.mark.parametrize(
+    "stage,setting,advice",
+    [
+        ("training", "batch_size 512", "batch_size 512: try a smaller batch_size"),
+        ("evaluation", "eval_batch_size 1000", "eval_batch_size 1000: try a smaller eval_batch"),
+        ("setup", None, "do not fit on this GPU"),
+    ],
+)
+def test_gpu_out_of_memory_names_the_setting_to_lower(stage, setting, advice):
+    from imgzoo.errors import RunFailed
+    from imgzoo.train import out_of_memory
+
+    spec = {"experiment": "big", "dataset": "stl10", "train": {}}
+    with pytest.raises(RunFailed, match=f"in {stage} of experiment 'big' on stl10.*{advice}"):
+        with out_of_memory(spec, stage, setting):
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB")

@@ -128,7 +128,9 @@ def cmd_train(args) -> int:
     progress = Progress(
         spec["train"]["epochs"], label=f"[{args.dataset}/{args.experiment}/s{args.seed}]"
     )
-    log = train(spec, data_path, out_dir, threads=args.threads, progress=progress)
+    cache = args.compile_cache or (study.layout.compile_cache if study else None)
+    log = train(spec, data_path, out_dir, threads=args.threads, progress=progress,
+                compile_cache=cache)
     epochs = log.epochs
     summary = f"{log.attrs['status']} after {len(epochs['epoch'])} epochs"
     if len(epochs["epoch"]):
@@ -270,6 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared dataset (default results/<study>/data/DATASET.h5)")
     p.add_argument("--spec", help="the resolved run spec as JSON (the workflow passes it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument(
+        "--compile-cache", help="torch.compile's kernel cache (default results/<study>/cache/)"
+    )
     p.add_argument("--launcher", choices=["local", "submitit"], default="local")
     p.add_argument("--slurm", help="SLURM launcher settings as JSON (the workflow passes them)")
     p.add_argument(

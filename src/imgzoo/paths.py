@@ -75,3 +75,8 @@ class Layout:
     @property
     def report(self) -> str:
         return f"{self.root}/report.html"
+
+    @property
+    def compile_cache(self) -> str:
+        """torch.compile's kernels, shared by the study's runs and their requeued attempts."""
+        return f"{self.root}/cache/torch-compile"

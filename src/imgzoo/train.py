@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,25 +71,31 @@ def train(
     threads: int | None = None,
     stop_flag=None,
     progress: Progress | None = None,
+    compile_cache: str | os.PathLike | None = None,
 ) -> runlog.RunLog:
     """Run (or resume) one training run and write its metrics.h5; returns the log.
 
     `stop_flag()`, asked before every step, makes the run raise Preempted when true (the last
-    finished epoch is on disk); `progress` shows the epochs (default: a bar or lines on stderr).
+    finished epoch is on disk); `progress` shows the epochs (default: a bar or lines on stderr);
+    `compile_cache`: where torch.compile keeps its kernels (with `compile: true`), so that the
+    other runs of a study and a requeued attempt do not compile them again.
     """
     cfg, out_dir = spec["train"], Path(out_dir)
+    if cfg["compile"] and compile_cache:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(compile_cache).absolute()))
     progress = progress or Progress(cfg["epochs"])
     device = select_device(cfg["device"])
-    configure(device, threads)
+    configure(device, threads, deterministic=cfg["deterministic"])
 
     # The dataset on the device, the model (its initial weights from the run's seed), the step.
     prepared = data.load(data_path)
-    parts = build_parts(spec, prepared, device)
+    with out_of_memory(spec, "setup"):
+        parts = build_parts(spec, prepared, device)
     network, step = parts.network, parts.step
 
     # Where an earlier attempt stopped, or the start.
     out_dir.mkdir(parents=True, exist_ok=True)
-    history, first_epoch = _resume(spec, out_dir, device, parts, progress)
+    history, first_epoch = _resume(spec, out_dir, parts, progress)
     history.add_attempt(os.environ.get("SLURM_JOB_ID"))
 
     # What the run shows while it goes: progress.json, TensorBoard files (imgzoo.live).
@@ -104,7 +111,8 @@ def train(
             _diverged(spec, epoch, progress)
             status, diverged_epoch = "diverged", epoch
             break
-        row = _epoch_row(epoch, result, parts, train_time)
+        with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
+            row = _epoch_row(epoch, result, parts, train_time)
         row["epoch_time"] = time.perf_counter() - t0  # training and evaluation
         improved = history.add_epoch(row, result.step_losses, result.step_lrs)
         progress.end_epoch(row)
@@ -124,8 +132,9 @@ def train(
     # first layer describe, as its headline accuracy does.
     checkpoint.save_atomic(network.model.state_dict(), out_dir / MODEL)
     if history.best_epoch > 0:
-        network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL, device))
-    test = evaluate(network.net, parts.data, "test", parts.eval_batch_size, predictions=True)
+        network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL))
+    with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
+        test = evaluate(network.net, parts.data, "test", parts.eval_batch_size, predictions=True)
     log = run_log(
         spec,
         history,
@@ -154,10 +163,10 @@ def _show(spec, out_dir, history: History, network, tensorboard, status="running
         tensorboard.add_epochs(history.epochs, first=history.epochs_completed - 1)
 
 
-def _resume(spec, out_dir: Path, device, parts: RunParts, progress) -> tuple[History, int]:
+def _resume(spec, out_dir: Path, parts: RunParts, progress) -> tuple[History, int]:
     """(history, first epoch to run): from the checkpoint of an earlier attempt, if any."""
     checkpoint.remove_temporaries(out_dir, (CHECKPOINT, BEST_MODEL, MODEL))
-    state = checkpoint.load(out_dir / CHECKPOINT, spec, device)
+    state = checkpoint.load(out_dir / CHECKPOINT, spec)
     if state is None:
         (out_dir / BEST_MODEL).unlink(missing_ok=True)  # another run's
         return History(), 1
@@ -179,7 +188,7 @@ def _resume(spec, out_dir: Path, device, parts: RunParts, progress) -> tuple[His
 
 def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> EpochResult:
     steps = parts.data.steps_per_epoch
-    try:
+    with out_of_memory(spec, "training", f"batch_size {spec['train']['batch_size']}"):
         return train_epoch(
             parts.step,
             parts.data.batches(epoch),
@@ -188,12 +197,21 @@ def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> Epoc
             stop_flag=stop_flag or (lambda: False),
             progress=progress,
         )
+
+
+@contextmanager
+def out_of_memory(spec: dict, stage: str, setting: str | None = None):
+    """A GPU out of memory in `stage` (training, evaluation, setup) as one line naming the
+    setting to lower (`setting`, e.g. "batch_size 512") instead of a traceback."""
+    try:
+        yield
     except torch.cuda.OutOfMemoryError:
-        raise RunFailed(
-            f"CUDA out of memory in experiment '{spec['experiment']}' (batch_size "
-            f"{spec['train']['batch_size']}, image size {parts.data.image_size}): try a smaller "
-            "batch_size"
-        ) from None
+        where = f"{stage} of experiment '{spec['experiment']}' on {spec['dataset']}"
+        if setting is None:
+            advice = "the dataset and the model do not fit on this GPU: ask for a larger one"
+        else:
+            advice = f"{setting}: try a smaller {setting.split()[0]}"
+        raise RunFailed(f"CUDA out of memory in {where} ({advice})") from None
 
 
 def _diverged(spec, epoch: int, progress) -> None:

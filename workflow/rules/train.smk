@@ -29,8 +29,9 @@ rule train:
         slurm=slurm_settings,
         launcher=STUDY.config["launcher"],
         outdir=lambda w, output: os.path.dirname(output.metrics),
+        compile_cache=LAYOUT.compile_cache,
     shell:
         "imgzoo train --experiment {wildcards.experiment:q} --dataset {wildcards.dataset}"
         " --seed {wildcards.seed} --data {input.data:q} --out {params.outdir:q}"
         " --threads {threads} --launcher {params.launcher} --spec {params.spec:q}"
-        " --slurm {params.slurm:q} 2>&1 | tee {log:q}"
+        " --slurm {params.slurm:q} --compile-cache {params.compile_cache:q} 2>&1 | tee {log:q}"

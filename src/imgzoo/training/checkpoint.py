@@ -56,14 +56,14 @@ def save(path, *, spec: dict, epoch: int, model, optimizer, history: dict) -> No
     )
 
 
-def load(path, spec: dict, device: torch.device) -> dict | None:
+def load(path, spec: dict) -> dict | None:
     """The checkpoint at `path` (keys `epoch`, `model`, `optimizer`, `history`), or None when
     there is none or it belongs to other settings (with a warning: the run starts afresh).
     CheckpointError naming the file when it is unreadable or not an imgzoo checkpoint."""
     path = Path(path)
     if not path.exists():
         return None
-    state = _load(path, device, "checkpoint")
+    state = _load(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an imgzoo checkpoint; delete it to start afresh")
     if state.get("version") != VERSION:
@@ -77,17 +77,21 @@ def load(path, spec: dict, device: torch.device) -> dict | None:
     return state
 
 
-def load_weights(path, device: torch.device) -> dict:
+def load_weights(path) -> dict:
     """A state_dict saved by `save_atomic(model.state_dict(), path)`."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: missing; delete the run's checkpoint to start afresh")
-    return _load(path, device, "weights file")
+    return _load(path, "weights file")
 
 
-def _load(path: Path, device: torch.device, what: str):
+def _load(path: Path, what: str):
+    # Into host memory: load_state_dict copies weights to the model's device and moves an
+    # optimizer's state beside its parameters, but leaves Adam's step counters on the CPU, where
+    # the optimizer reads them without waiting for the GPU (on the GPU they would cost a sync
+    # per parameter per step for the rest of the run).
     try:
-        return torch.load(path, map_location=device, weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise CheckpointError(
             f"{path}: not a readable imgzoo {what} ({e.__class__.__name__}); "

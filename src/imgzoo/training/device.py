@@ -27,18 +27,31 @@ def select_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def configure(device: torch.device, threads: int | None = None) -> None:
-    """Deterministic algorithms (a resumed run must equal an uninterrupted one), the CPU threads,
-    and on the GPU: no cuDNN autotuning (it picks kernels by timing), TF32 matmuls allowed."""
+def configure(device: torch.device, threads: int | None = None, deterministic: bool = True) -> None:
+    """The CPU threads, and whether kernels are deterministic (`train.deterministic`).
+
+    Deterministic (the default: the same seed gives the same numbers, a resumed run equals an
+    uninterrupted one): torch's deterministic algorithms, no cuDNN autotuning (it picks kernels
+    by timing), and on the GPU scaled-dot-product attention on the math kernel only: the fused
+    flash and memory-efficient kernels' backward passes accumulate in a varying order, and
+    torch's deterministic mode only warns about them. Otherwise cuDNN autotunes and attention
+    takes the fastest kernel. TF32 matmuls are allowed either way (deterministic, and how bf16
+    autocast leaves fp32 matmuls)."""
     # cuBLAS needs this workspace setting to be deterministic; it must be set before CUDA starts.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    # warn_only: some kernels (adaptive pooling's backward, say) are flagged although their
+    # result does not vary; strict mode would refuse to train the ResNets on a GPU.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
     if threads:
         torch.set_num_threads(threads)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.benchmark = not deterministic
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.enable_flash_sdp(not deterministic)
+        torch.backends.cuda.enable_mem_efficient_sdp(not deterministic)
+        torch.backends.cuda.enable_cudnn_sdp(not deterministic)
+        torch.backends.cuda.enable_math_sdp(True)
 
 
 def autocast(device: torch.device):

@@ -19,16 +19,24 @@ class Preempted(Exception):
     """Raised between steps when the launcher asked the run to stop (SLURM's warning signal)."""
 
 
-def build_optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: torch.nn.Module, cfg: dict, *, fused: bool = False
+) -> torch.optim.Optimizer:
+    """The run's optimizer; `fused` (on a GPU): one kernel for all parameters, its step counters
+    on the device, so a step launches a few kernels and never reads a value back."""
     params, lr, wd = model.parameters(), cfg["lr"], cfg["weight_decay"]
     name = cfg["optimizer"]
+    fused = fused or None  # None: torch's default, the multi-tensor (foreach) kernels
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
+        return torch.optim.SGD(params, lr=lr, weight_decay=wd, fused=fused)
     if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd)
+        return torch.optim.SGD(
+            params, lr=lr, momentum=cfg["momentum"], weight_decay=wd, fused=fused
+        )
+    betas = tuple(cfg["betas"])
     if name == "adam":  # weight_decay as L2 in the gradient, as torch.optim.Adam defines it
-        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
+        return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=wd, fused=fused)
+    return torch.optim.AdamW(params, lr=lr, betas=betas, weight_decay=wd, fused=fused)
 
 
 class LrSchedule:
@@ -74,7 +82,7 @@ class TrainStep:
     def __init__(self, network: Network, cfg: dict, *, steps_per_epoch: int, device: torch.device):
         self.network = network
         self.device = device
-        self.optimizer = build_optimizer(network.model, cfg)
+        self.optimizer = build_optimizer(network.model, cfg, fused=device.type == "cuda")
         self.schedule = LrSchedule(cfg, steps_per_epoch)
         self.label_smoothing = cfg["label_smoothing"]
         self.grad_clip = cfg["grad_clip"]
