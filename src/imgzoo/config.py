@@ -233,6 +233,7 @@ class Study:
                 raise ConfigError(f"config 'data': {unknown_name('dataset', dataset, known)}")
         if len(set(self.config["seeds"])) != len(self.config["seeds"]):
             raise ConfigError("config 'seeds': a seed is listed twice")
+        self.comparisons()  # unknown names in `compare:` stop the workflow before any job
 
     def _add_experiment(self, name: str, exp: dict, where: str | None = None) -> None:
         where = where or f"experiments.{name}"
@@ -299,6 +300,36 @@ class Study:
             for dataset in self.datasets_of(name)
             for seed in self.config["seeds"]
         ]
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The `compare:` pairs (A, B), compared as A - B: every `pairs` entry, then every other
+        experiment against the `baseline` where they share a dataset; each pair once."""
+        compare = self.config["compare"]
+        pairs = []
+        for i, pair in enumerate(compare["pairs"]):
+            where = f"compare.pairs.{i}"
+            for name in pair:
+                if name not in self.experiments:
+                    err = unknown_name("experiment", name, self.experiments)
+                    raise ConfigError(f"config '{where}': {err}")
+            a, b = pair
+            if a == b:
+                raise ConfigError(f"config '{where}': compares '{a}' with itself")
+            if not set(self.datasets_of(a)) & set(self.datasets_of(b)):
+                raise ConfigError(f"config '{where}': '{a}' and '{b}' share no dataset")
+            pairs.append((a, b))
+        baseline = compare.get("baseline")
+        if baseline is not None:
+            if baseline not in self.experiments:
+                err = unknown_name("experiment", baseline, self.experiments)
+                raise ConfigError(f"config 'compare.baseline': {err}")
+            pairs += [
+                (name, baseline)
+                for name in self.experiments
+                if name != baseline
+                and set(self.datasets_of(name)) & set(self.datasets_of(baseline))
+            ]
+        return list(dict.fromkeys(pairs))
 
     def data_options(self, dataset: str) -> dict:
         return dict(self.config["data"].get(dataset, {}))
