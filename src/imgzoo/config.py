@@ -36,7 +36,7 @@ RESOURCE_DEFAULTS = {
     "constraint": None,
     "extra_sbatch": [],
 }
-EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources")
+EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
 
 
 # YAML 1.1 (PyYAML, and so Snakemake's configfile) reads `1e-3` as a string; researchers write
@@ -300,6 +300,19 @@ class Study:
             for dataset in self.datasets_of(name)
             for seed in self.config["seeds"]
         ]
+
+    def published(self) -> list[dict]:
+        """The numbers the write-ups publish, one dict per (experiment, dataset)."""
+        entries = []
+        for name, exp in self.config["experiments"].items():
+            for dataset, entry in exp.get("published", {}).items():
+                if dataset not in self.datasets_of(name):
+                    raise ConfigError(
+                        f"config 'experiments.{name}.published.{dataset}': experiment '{name}' "
+                        f"does not run on dataset '{dataset}'"
+                    )
+                entries.append({"experiment": name, "dataset": dataset, "note": "", **entry})
+        return entries
 
     def comparisons(self) -> list[tuple[str, str]]:
         """The `compare:` pairs (A, B), compared as A - B: every `pairs` entry, then every other
