@@ -95,6 +95,27 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_reproduction(args) -> int:
+    from imgzoo.aggregate.reproduction import write_reproduction
+
+    write_reproduction([Path(p) for p in args.logs], json.loads(args.published), args.out_dir)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from imgzoo.aggregate.comparisons import write_comparisons
+
+    write_comparisons([Path(p) for p in args.logs], json.loads(args.pairs), args.out_dir)
+    return 0
+
+
+def cmd_headline(args) -> int:
+    from imgzoo.aggregate.headline import write_headline
+
+    write_headline([Path(p) for p in args.logs], json.loads(args.published), args.out_dir)
+    return 0
+
+
 def cmd_curves(args) -> int:
     from imgzoo.aggregate.curves import write_curves
 
@@ -194,6 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_tables)
+
+    published = "published numbers as JSON: [{experiment, dataset, value (percent), measures, ...}]"
+    p = sub.add_parser("reproduction", help="published numbers against ours (reproduction.*)")
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_reproduction)
+
+    p = sub.add_parser("compare", help="paired comparisons A - B over seeds (comparisons.*)")
+    p.add_argument("--pairs", required=True, help='pairs as JSON: [["A", "B"], ...]')
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("headline", help="per dataset the best experiment and the verdicts")
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_headline)
 
     p = sub.add_parser("curves", help="learning curves of one dataset's runs")
     p.add_argument("--out", required=True)
