@@ -27,6 +27,73 @@ rule tables:
         "imgzoo tables --out-dir results/tables {input:q} > {log} 2>&1"
 
 
+rule reproduction:
+    input:
+        run_logs(),
+    output:
+        csv="results/tables/reproduction.csv",
+        md="results/tables/reproduction.md",
+        html=report(
+            "results/tables/reproduction.html",
+            caption="../report/reproduction.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/aggregate/reproduction.log",
+    conda:
+        "../../environment.yml"
+    params:
+        published=published_json(),
+    shell:
+        "imgzoo reproduction --published {params.published:q} --out-dir results/tables"
+        " {input:q} > {log} 2>&1"
+
+
+rule comparisons:
+    input:
+        run_logs(),
+    output:
+        csv="results/tables/comparisons.csv",
+        md="results/tables/comparisons.md",
+        html=report(
+            "results/tables/comparisons.html",
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/aggregate/comparisons.log",
+    conda:
+        "../../environment.yml"
+    params:
+        pairs=comparisons_json(),
+    shell:
+        "imgzoo compare --pairs {params.pairs:q} --out-dir results/tables {input:q} > {log} 2>&1"
+
+
+# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
+rule headline:
+    input:
+        run_logs(),
+    output:
+        csv="results/tables/headline.csv",
+        md="results/tables/headline.md",
+        rst="results/tables/headline.rst",
+        html=report(
+            "results/tables/headline.html",
+            caption="../report/headline.rst",
+            category="Tables",
+        ),
+    log:
+        "results/logs/aggregate/headline.log",
+    conda:
+        "../../environment.yml"
+    params:
+        published=published_json(),
+    shell:
+        "imgzoo headline --published {params.published:q} --out-dir results/tables"
+        " {input:q} > {log} 2>&1"
+
+
 rule curves:
     input:
         lambda w: run_logs(w.dataset),

@@ -47,6 +47,9 @@ localrules:
     curves,
     weight_grid,
     sweep_plot,
+    reproduction,
+    comparisons,
+    headline,
     all,
 
 
@@ -86,11 +89,22 @@ def sweep_plots():
     ]
 
 
+def published_json():
+    return json.dumps(STUDY.published(), sort_keys=True)
+
+
+def comparisons_json():
+    return json.dumps(STUDY.comparisons())
+
+
 def all_outputs():
     datasets = sorted({run.dataset for run in STUDY.runs})
     return [
         "results/tables/runs.csv",
         "results/tables/summary.csv",
+        "results/tables/headline.rst",
+        *(["results/tables/reproduction.csv"] if STUDY.published() else []),
+        *(["results/tables/comparisons.csv"] if STUDY.comparisons() else []),
         *[f"results/figures/{d}/curves.png" for d in datasets],
         *weight_grids(),
         *sweep_plots(),
