@@ -7,8 +7,9 @@ difference, its 95% Student-t interval and the two-sided p-value of the paired t
 from `scipy.stats.ttest_rel`. Fewer than two paired seeds give no interval and no test: the
 row says the comparison needs at least two, instead of printing a number.
 
-Pairing removes what the seed does to both runs alike (the same data order, the same
-initialisation of shared layers), so it sees smaller differences than comparing two means.
+Pairing removes what the seed does to both runs alike (the training order of every epoch is
+drawn from (seed, epoch), the same for A and B), so it sees smaller differences than comparing
+two means.
 A pair that shares no dataset is still a row (n = 0): nothing is left out silently.
 """
 
