@@ -146,3 +146,12 @@ def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     assert "not comparable</th>" in headline_table
     for name in best:
         assert f'<tt class="docutils literal">{name}</tt>' in headline_table
+
+    # a corrected published number re-makes the two tables that show it, and trains nothing
+    config["experiments"]["mlp"]["published"]["cifar10"]["value"] = 41.0
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    plan = snakemake(tmp_path, "-n", "--quiet", "rules")
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    # the plan's "Job stats" table: one "rule count" line per rule, then "total"
+    planned = set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.MULTILINE)) - {"total"}
+    assert planned == {"reproduction", "headline", "all"}, plan.stdout
