@@ -15,6 +15,10 @@ from archives import cifar10_members, learnable_images, write_tar
 from scipy import stats
 from test_workflow import snakemake
 
+from imgzoo.paths import Layout
+
+LAYOUT = Layout("config")  # the study's file is config.yaml
+
 PUBLISHED = {
     "mlp": {"value": 40.0, "measures": "best_test", "source": "a write-up, table 1"},
     "mixer": {
@@ -79,24 +83,23 @@ def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     result = snakemake(tmp_path, "--cores", "2")
     assert result.returncode == 0, result.stderr[-3000:]
 
-    summary = pd.read_csv(tmp_path / "results/tables/summary.csv")
+    summary = pd.read_csv(tmp_path / LAYOUT.table("summary"))
     assert list(summary["experiment"]) == ["mlp", "mixer", "mlp@lr=0.01", "mlp@lr=0.001"]
     assert list(summary["sweep"].fillna("")) == ["", "", "mlp-lr", "mlp-lr"]
     assert (summary["n_seeds"] == 2).all()
     mlp = summary[summary.experiment == "mlp"].iloc[0]
     assert mlp.test_acc_at_best_val_mean > 0.3  # chance is 0.1; colours are easy
 
-    figures = tmp_path / "results/figures/cifar10"
     for png in [
-        figures / "curves.png",
-        figures / "sweep-mlp-lr.png",
-        figures / "mixer/seed0/first_layer.png",
-        figures / "mlp@lr=0.01/seed1/first_layer.png",
+        tmp_path / LAYOUT.curves("cifar10"),
+        tmp_path / LAYOUT.sweep_plot("cifar10", "mlp-lr"),
+        tmp_path / LAYOUT.weight_grid("cifar10", "mixer", 0),
+        tmp_path / LAYOUT.weight_grid("cifar10", "mlp@lr=0.01", 1),
     ]:
         image = matplotlib.image.imread(png)
         assert image.shape[0] > 100 and image.std() > 0.01, png
 
-    tables = tmp_path / "results/tables"
+    tables = tmp_path / LAYOUT.tables
     runs = pd.read_csv(tables / "runs.csv")
     selected = runs.groupby("experiment")["test_acc_at_best_val"].mean()
     best = set(selected.index[selected >= selected.max() - 1e-12])
@@ -131,9 +134,9 @@ def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     judged = headline.matched + headline.beaten + headline.missed
     assert headline.published == 2 and judged == 2 and headline.not_comparable == 2
 
-    report = snakemake(tmp_path, "--report", "results/report.html")
+    report = snakemake(tmp_path, "--report", LAYOUT.report)
     assert report.returncode == 0, report.stderr[-2000:]
-    html = (tmp_path / "results/report.html").read_text()
+    html = (tmp_path / LAYOUT.report).read_text()
     for name in ("summary.html", "runs.html", "curves.png", "sweep-mlp-lr.png", "first_layer.png"):
         assert name in html, name
     assert "mixer" in report_item(html, "reproduction.html")

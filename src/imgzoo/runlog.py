@@ -20,7 +20,9 @@ from imgzoo.errors import RunLogError
 from imgzoo.hdf5 import checked_attrs, strings
 
 SCHEMA = "imgzoo.runlog"
-SCHEMA_VERSION = 1
+# 2: the confusion matrix and the first layer are the best-validation model's (model_best.pt),
+# whose epoch is the attribute `best_epoch`; `imgzoo_version` names the commit.
+SCHEMA_VERSION = 2
 
 # Per-epoch series, in this order; every one has one value per completed epoch.
 EPOCH_SERIES = (

@@ -68,7 +68,8 @@ def comparison_pairs(raw) -> list[tuple[str, str]]:
 def _selected_by_seed(runs: pd.DataFrame, dataset: str, experiment: str, metric: str):
     """(every seed the experiment ran on the dataset, {seed: metric} of its usable runs)."""
     mine = runs[(runs["dataset"] == dataset) & (runs["experiment"] == experiment)]
-    usable = mine[(mine["status"] != "diverged") & np.isfinite(mine[metric].astype(float))]
+    # as the summary: completed runs only (not diverged, nor unfinished)
+    usable = mine[(mine["status"] == "completed") & np.isfinite(mine[metric].astype(float))]
     return set(mine["seed"]), dict(zip(usable["seed"], usable[metric].astype(float), strict=True))
 
 
@@ -97,7 +98,7 @@ def comparison_row(runs, dataset, a, b, metric=SELECTED) -> dict:
     notes = []
     if left_out:
         seeds_text = ("seed " if len(left_out) == 1 else "seeds ") + ", ".join(map(str, left_out))
-        notes.append(f"{seeds_text} left out (a run diverged)")
+        notes.append(f"{seeds_text} left out (a run diverged or is unfinished)")
     row = {
         "dataset": dataset,
         "experiment_a": a,
@@ -176,10 +177,11 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_comparisons(log_paths, pairs, out_dir) -> None:
-    """Write comparisons.{csv,md,html} into `out_dir` (pairs and logs checked first)."""
+def write_comparisons(log_paths, pairs, out_dir, same_as=()) -> None:
+    """Write comparisons.{csv,md,html} into `out_dir` (pairs and logs checked first; `same_as`:
+    runs shown under another name, see `imgzoo.aggregate.read_logs`)."""
     pairs = comparison_pairs(pairs)
-    frame = comparisons_frame(runs_frame(read_logs(log_paths)), pairs)
+    frame = comparisons_frame(runs_frame(read_logs(log_paths, same_as)), pairs)
     note = _NOTE if len(frame) else "No comparisons are configured for this study (compare:)."
     write_table(
         out_dir,

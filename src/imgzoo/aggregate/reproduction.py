@@ -159,7 +159,7 @@ def reproduction_row(runs: pd.DataFrame, entry: dict) -> dict:
     """One published number against our runs of its experiment on its dataset."""
     metric = OURS[entry["measures"]]
     mine = runs[(runs["dataset"] == entry["dataset"]) & (runs["experiment"] == entry["experiment"])]
-    good = mine[mine["status"] != "diverged"]
+    good = mine[mine["status"] == "completed"]  # as the summary: not diverged, nor unfinished
     values = good[metric].to_numpy(dtype=np.float64)
     values = values[np.isfinite(values)]
     mean, std = mean_std(values)
@@ -172,7 +172,7 @@ def reproduction_row(runs: pd.DataFrame, entry: dict) -> dict:
         "ours_metric": metric,
         "published": published,
         "n": int(values.size),
-        "n_diverged": int(len(mine) - len(good)),
+        "n_diverged": int((mine["status"] == "diverged").sum()),
         "ours_mean": mean,
         "ours_std": std,
         "difference": mean - published,
@@ -241,13 +241,14 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_reproduction(log_paths, published, out_dir) -> None:
-    """Write reproduction.{csv,md,html} into `out_dir`.
+def write_reproduction(log_paths, published, out_dir, same_as=()) -> None:
+    """Write reproduction.{csv,md,html} into `out_dir` (`same_as`: runs shown under another
+    name, see `imgzoo.aggregate.read_logs`).
 
     The published numbers are checked and every log is read before anything is written.
     """
     published = published_entries(published)
-    frame = reproduction_frame(runs_frame(read_logs(log_paths)), published)
+    frame = reproduction_frame(runs_frame(read_logs(log_paths, same_as)), published)
     note = _NOTE if len(frame) else "No published numbers are given for this study."
     write_table(
         out_dir,

@@ -53,6 +53,7 @@ RUN_COLUMNS = (
     "best_epoch",
     *METRICS,
     "diverged_epoch",
+    "same_run_as",
 )
 SUMMARY_KEYS = (
     "dataset",
@@ -70,7 +71,7 @@ _DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "images_per_s": 0}
 _SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "images_per_s": 1.0}
 
 # Columns aligned left in Markdown; every other column holds numbers and is aligned right.
-TEXT_COLUMNS = ("dataset", "sweep", "experiment", "best", "model", "status")
+TEXT_COLUMNS = ("dataset", "sweep", "experiment", "best", "model", "status", "same_run_as")
 _NOTE = (
     "Accuracies in percent. test_acc_at_best_val: test accuracy at the epoch of best validation "
     "accuracy (the model-selection metric). Summary: mean ± sample std over seeds (no std for a "
@@ -121,6 +122,8 @@ def run_row(log) -> dict:
         "train_time_s": float(np.nansum(times)) if np.isfinite(times).any() else np.nan,
         "images_per_s": float(np.nanmean(speeds)) if np.isfinite(speeds).any() else np.nan,
         "diverged_epoch": diverged_epoch if diverged_epoch >= 0 else None,
+        # a run with the same settings as another was not trained again: whose numbers these are
+        "same_run_as": str(attrs.get("same_run_as", "")),
     }
 
 
@@ -161,13 +164,13 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
     for (dataset, sweep, experiment), group in runs.groupby(
         ["dataset", "sweep", "experiment"], sort=False
     ):
-        good = group[group["status"] != "diverged"]
+        good = group[group["status"] == "completed"]  # not diverged, nor unfinished
         row = {
             "dataset": dataset,
             "sweep": sweep,
             "experiment": experiment,
             "n_seeds": len(group),
-            "n_diverged": len(group) - len(good),
+            "n_diverged": int((group["status"] == "diverged").sum()),
             "params": int(group["params"].iloc[0]),
             # what the experiment asked for: a diverged seed's completed count says less
             "epochs": int(group["epochs_planned"].max()),
@@ -274,13 +277,14 @@ def write_table(
     write_text(out_dir / f"{name}.html", _html(shown, title, note))
 
 
-def write_tables(log_paths, out_dir) -> None:
-    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir`.
+def write_tables(log_paths, out_dir, same_as=()) -> None:
+    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir` (`same_as`: runs shown
+    under another name, see `imgzoo.aggregate.read_logs`).
 
     Every log is read before any file is written, so an unreadable log (RunLogError naming
     it) leaves the previous tables as they were.
     """
-    runs = runs_frame(read_logs(log_paths))
+    runs = runs_frame(read_logs(log_paths, same_as))
     summary = summary_frame(runs)
     write_table(
         out_dir,
