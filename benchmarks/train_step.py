@@ -48,6 +48,7 @@ from pathlib import Path
 
 import yaml
 
+from imgzoo.atomic import atomic_output, atomic_write_text
 from imgzoo.errors import ConfigError, ImgzooError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -611,18 +612,15 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write(path: Path, rows: list[dict], meta: dict, targets: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.suffix == ".json":
         doc = {"meta": meta, "columns": list(COLUMNS), "rows": rows, "targets": targets}
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    else:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *META_COLUMNS])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, **meta})
-    os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+        return
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *META_COLUMNS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, **meta})
 
 
 def run(

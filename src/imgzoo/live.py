@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +43,6 @@ TENSORBOARD_TAGS = {
 }
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
 def write_progress(
     run_dir,
     spec: dict,
@@ -65,8 +60,8 @@ def write_progress(
         "spec": spec,
         "num_params": int(num_params),
         "status": status,
-        "started": started or now(),
-        "updated": now(),
+        "started": started or runlog.now(),
+        "updated": runlog.now(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),

@@ -3,8 +3,8 @@
 Sources, read-only, so it never disturbs a run and works from a login node or a laptop while
 Snakemake runs: the run log (`metrics.h5`: done or diverged), the run's `progress.json` (epoch,
 best validation accuracy, time per epoch, who runs it), the SLURM queue (one `squeue` for all
-runs: waiting or running jobs, by job name) and the train rule's log (the one-line reason of a
-failure). Imports no torch.
+runs: waiting or running jobs, known by the folder of their logs, which names study and run) and
+the train rule's log (the one-line reason of a failure). Imports no torch.
 
 States: done, diverged, running (epoch k of n), waiting (in the SLURM queue), stopped (has a
 checkpoint's progress but nobody runs it: killed, or between a requeue and its restart), failed
@@ -23,7 +23,6 @@ from pathlib import Path
 
 from imgzoo import live
 from imgzoo.config import Run, Study
-from imgzoo.launch import job_name
 
 STATES = ("done", "diverged", "running", "waiting", "stopped", "failed", "not started")
 
@@ -48,22 +47,29 @@ class RunStatus:
 
 
 def slurm_queue() -> dict[str, tuple[str, str]]:
-    """Job name -> (job id, state) of this user's jobs in the SLURM queue; {} without SLURM."""
+    """This user's jobs in the SLURM queue: the folder of a job's logs (which names its study's
+    log folder and its run, `<log_dir>/<dataset>/<experiment>/seed<seed>`) -> (job id, state).
+    {} without SLURM."""
     if shutil.which("squeue") is None:
         return {}
     try:
         out = subprocess.run(
-            ["squeue", "-h", "-u", getpass.getuser(), "-o", "%i|%j|%T"],
+            ["squeue", "-h", "-u", getpass.getuser(), "-O", "JobID:24|,State:24|,StdOut:4096"],
             capture_output=True, text=True, timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):
         return {}
     queue = {}
     for line in out.stdout.splitlines():
-        job_id, _, rest = line.partition("|")
-        name, _, state = rest.partition("|")
-        queue[name] = (job_id, state)
+        job_id, state, stdout = (field.strip() for field in line.split("|", 2))
+        queue[str(Path(stdout).parent.parent)] = (job_id, state)  # <run's folder>/%j/%j_0_log
     return queue
+
+
+def slurm_folder(study: Study, run: Run) -> str:
+    """Where the SLURM route keeps a run's jobs' logs (one sub-folder per job)."""
+    log_dir = Path(study.config["slurm"]["log_dir"]).absolute()
+    return str(log_dir / run.dataset / run.experiment / f"seed{run.seed}")
 
 
 def _alive(progress: dict) -> bool:
@@ -112,13 +118,13 @@ def run_status(study: Study, run: Run, queue: dict) -> RunStatus:
         times = history["epoch_time"]
         status.epoch_time_s = sum(times) / len(times) if times else None
         status.job = progress.get("slurm_job_id", "")
-    job = queue.get(job_name({"dataset": run.dataset, "experiment": run.experiment,
-                              "seed": run.seed}))
+    job = queue.get(slurm_folder(study, run))
     if job:
         status.job = job[0]
     metrics = Path(study.run_log(run))
     if metrics.exists():
-        status.state, status.epoch, status.best_val_acc = _finished(metrics)
+        finished, status.epoch, status.best_val_acc = _finished(metrics)
+        status.state = "done" if finished == "completed" else finished
         return status
     if job:
         status.state = "running" if job[1] in ("RUNNING", "COMPLETING") else "waiting"

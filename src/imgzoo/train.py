@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from imgzoo import data, runlog
+from imgzoo import data, live, runlog
 from imgzoo.errors import CheckpointError, RunFailed
 from imgzoo.models import first_layer_tiles
 from imgzoo.paths import BEST_MODEL, CHECKPOINT, METRICS, MODEL
@@ -91,6 +91,8 @@ def train(
     history, first_epoch = _resume(spec, out_dir, device, parts, progress)
     history.add_attempt(os.environ.get("SLURM_JOB_ID"))
 
+    # What the run shows while it goes: progress.json, TensorBoard files (imgzoo.live).
+    tensorboard = live.TensorBoardLog(out_dir) if live.tensorboard_enabled() else None
     status, diverged_epoch = "completed", -1
     for epoch in range(first_epoch, cfg["epochs"] + 1):
         progress.start_epoch(epoch)
@@ -116,6 +118,7 @@ def train(
         )
         if improved:  # after the checkpoint that names its epoch (see _resume)
             checkpoint.save_atomic(network.model.state_dict(), out_dir / BEST_MODEL)
+        _show(spec, out_dir, history, network, tensorboard)
 
     # The final weights; then the best-validation model, which the log's confusion matrix and
     # first layer describe, as its headline accuracy does.
@@ -136,7 +139,19 @@ def train(
     )
     runlog.write(out_dir / METRICS, log)
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    _show(spec, out_dir, history, network, tensorboard, status=status)
+    if tensorboard is not None:
+        tensorboard.close()
     return log
+
+
+def _show(spec, out_dir, history: History, network, tensorboard, status="running") -> None:
+    """The epoch just finished (or the end, with the run's final status) in progress.json and
+    TensorBoard."""
+    live.write_progress(out_dir, spec, history.epochs, num_params=network.num_params,
+                        status=status, started=history.start_time)
+    if tensorboard is not None and status == "running":
+        tensorboard.add_epochs(history.epochs, first=history.epochs_completed - 1)
 
 
 def _resume(spec, out_dir: Path, device, parts: RunParts, progress) -> tuple[History, int]:

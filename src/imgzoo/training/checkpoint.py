@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from imgzoo.atomic import atomic_output, stale_temporaries
 from imgzoo.errors import CheckpointError
 
 FORMAT = "imgzoo.checkpoint"
@@ -22,25 +23,16 @@ FORMAT = "imgzoo.checkpoint"
 VERSION = 2
 
 
-def _temporary(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
 def save_atomic(obj, path: str | os.PathLike) -> None:
     """torch.save `obj` to `path` through a temporary file and a rename."""
-    path = Path(path)
-    tmp = _temporary(path)
-    try:
+    with atomic_output(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def remove_temporaries(folder: Path, names) -> None:
     """Temporary files of saves that a kill cut short."""
     for name in names:
-        for stale in folder.glob(f".{name}.*.tmp"):
+        for stale in stale_temporaries(folder / name):
             stale.unlink(missing_ok=True)
 
 

@@ -7,17 +7,12 @@ import json
 import platform
 import socket
 import sys
-from datetime import UTC, datetime
 
 import numpy as np
 import torch
 
 import imgzoo
 from imgzoo import runlog
-
-
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 class History:
@@ -27,7 +22,7 @@ class History:
         state = state or {}
         self.epochs: dict[str, list] = state.get("epochs") or {k: [] for k in runlog.EPOCH_SERIES}
         self.steps: dict[str, list] = state.get("steps") or {"loss": [], "lr": []}
-        self.start_time: str = state.get("start_time") or now()  # of the first attempt
+        self.start_time: str = state.get("start_time") or runlog.now()  # of the first attempt
         self.slurm_job_ids: list[str] = state.get("slurm_job_ids", [])
         # The epoch of the best validation accuracy so far (ties: the earliest, as the tables
         # select), whose weights are model_best.pt; -1 before any epoch has completed.
@@ -94,7 +89,7 @@ def run_log(
             "epochs_planned": spec["train"]["epochs"],
             "epochs_completed": history.epochs_completed,
             "start_time": history.start_time,
-            "end_time": now(),
+            "end_time": runlog.now(),
             "slurm_job_ids": ",".join(history.slurm_job_ids),
             **provenance(device),
         },
