@@ -2,10 +2,10 @@
 
 For each pair (A, B) and each dataset both ran on, the differences A − B of the selected test
 accuracy (`test_acc_at_best_val`) are paired by seed: a seed counts when both A and B ran it
-and neither run diverged (the note names the seeds left out). Over those n seeds: the mean
-difference, its 95% Student-t interval and the two-sided p-value of the paired t-test, all
-from `scipy.stats.ttest_rel`. Fewer than two paired seeds give no interval and no test: the
-row says the comparison needs at least two, instead of printing a number.
+and both runs completed (neither diverged nor unfinished; the note names the seeds left out).
+Over those n seeds: the mean difference, its 95% Student-t interval and the two-sided p-value
+of the paired t-test, all from `scipy.stats.ttest_rel`. Fewer than two paired seeds give no
+interval and no test: the row says the comparison needs at least two, instead of a number.
 
 Pairing removes what the seed does to both runs alike (the training order of every epoch is
 drawn from (seed, epoch), the same for A and B), so it sees smaller differences than comparing

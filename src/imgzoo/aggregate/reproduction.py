@@ -9,7 +9,8 @@ Ours is the metric that measures the same thing (`OURS`): a `best_test` number (
 chosen on the test set) is set against our `test_acc_at_best_val` (the epoch chosen on
 validation, the honest version), `final_test` against `final_test_acc`, `best_val` against
 `best_val_acc`, `final_val` against `final_val_acc`. Ours is the mean ± sample std over the
-experiment's seeds on that dataset; diverged runs are left out and counted.
+experiment's completed seeds on that dataset, as in the summary: diverged runs are left out and
+counted, unfinished ones (partial tables) left out.
 
 Verdict (`n` seeds, 95% Student-t interval of our mean from scipy): `match` when the published
 value lies inside the interval (bounds included), `beat` when the whole interval lies above it,
