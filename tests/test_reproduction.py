@@ -205,3 +205,20 @@ def test_headline_names_every_tied_best(tmp_path):
     headline.write_headline(paths, [], tmp_path / "out")
     frame = pd.read_csv(tmp_path / "out/headline.csv")
     assert list(frame.best) == ["x; y"] and frame.published[0] == 0
+
+
+def test_the_config_schema_knows_exactly_the_measures_the_table_knows():
+    from imgzoo.config import schema
+
+    def measures_enums(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("measures"), dict) and "enum" in node["measures"]:
+                yield node["measures"]["enum"]
+            for value in node.values():
+                yield from measures_enums(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from measures_enums(value)
+
+    enums = list(measures_enums(schema()))
+    assert enums and all(set(enum) == set(reproduction.OURS) for enum in enums)
