@@ -175,6 +175,14 @@ BAD_CONFIGS = [
     ("unknown dataset option", {"data": {"digits": {"val_fractoin": 0.2}}}, "val_fraction"),
     ("bad dataset option value", {"data": {"synthetic": {"image_size": 2}}}, "image_size"),
     ("bad checksum", {"data": {"cifar10": {"checksum": "xyz"}}}, "data.cifar10"),
+    ("compare with an unknown baseline", {"compare": {"baseline": "mpl"}}, "compare.baseline"),
+    (
+        "compare an unknown pair",
+        {"compare": {"pairs": [["mlp", "rez"]]}},
+        "'rez' (did you mean res",
+    ),
+    ("compare a pair of one", {"compare": {"pairs": [["mlp"]]}}, "compare.pairs.0"),
+    ("unknown compare key", {"compare": {"base": "mlp"}}, "'base'"),
 ]
 
 
@@ -210,3 +218,28 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 def test_missing_config_file(tmp_path, capsys):
     assert main(["check", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: cannot read config file" in capsys.readouterr().err
+
+
+def test_compare_pairs_and_baseline():
+    config = with_changes(
+        experiments={
+            "mlp": {"model": "mlp"},
+            "res": {"model": "resnet18"},
+            "mix": {"model": "mixer"},
+            "syn": {"model": "mlp", "datasets": ["synthetic"]},  # shares no dataset with mlp
+        },
+        sweeps={"lr": {"base": "mix", "grid": {"lr": [0.1]}}},
+        compare={"baseline": "mlp", "pairs": [["res", "mix"], ["mix@lr=0.1", "mlp"]]},
+    )
+    # pairs first, then every other experiment against the baseline; each pair once
+    assert Study(config).comparisons() == [
+        ("res", "mix"),
+        ("mix@lr=0.1", "mlp"),
+        ("res", "mlp"),
+        ("mix", "mlp"),
+    ]
+    assert Study(with_changes()).comparisons() == []
+    with pytest.raises(ConfigError, match=r"compare.pairs.0': 'mlp' and 'syn' share no dataset"):
+        Study({**config, "compare": {"pairs": [["mlp", "syn"]]}})
+    with pytest.raises(ConfigError, match="compares 'res' with itself"):
+        Study({**config, "compare": {"pairs": [["res", "res"]]}})

@@ -156,6 +156,30 @@ def cmd_tables(args) -> int:
     return 0
 
 
+def cmd_reproduction(args) -> int:
+    from imgzoo.aggregate.reproduction import write_reproduction
+
+    logs, published = [Path(p) for p in args.logs], json.loads(args.published)
+    write_reproduction(logs, published, args.out_dir, same_as=args.same_as)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from imgzoo.aggregate.comparisons import write_comparisons
+
+    logs, pairs = [Path(p) for p in args.logs], json.loads(args.pairs)
+    write_comparisons(logs, pairs, args.out_dir, same_as=args.same_as)
+    return 0
+
+
+def cmd_headline(args) -> int:
+    from imgzoo.aggregate.headline import write_headline
+
+    logs, published = [Path(p) for p in args.logs], json.loads(args.published)
+    write_headline(logs, published, args.out_dir, same_as=args.same_as)
+    return 0
+
+
 def cmd_curves(args) -> int:
     from imgzoo.aggregate.curves import write_curves
 
@@ -299,6 +323,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir")
     p.add_argument("logs", nargs="*")
     p.set_defaults(func=cmd_tables)
+
+    published = "published numbers as JSON: [{experiment, dataset, value (percent), measures, ...}]"
+    p = with_same_as(sub.add_parser("reproduction", help="published numbers against ours"))
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_reproduction)
+
+    p = with_same_as(sub.add_parser("compare", help="paired comparisons A - B over seeds"))
+    p.add_argument("--pairs", required=True, help='pairs as JSON: [["A", "B"], ...]')
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_compare)
+
+    p = with_same_as(sub.add_parser("headline", help="the best experiment, the verdicts"))
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_headline)
 
     p = with_partial(with_same_as(sub.add_parser("curves", help="learning curves")))
     p.add_argument("--out")

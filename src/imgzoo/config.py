@@ -37,7 +37,7 @@ RESOURCE_DEFAULTS = {
     "constraint": None,
     "extra_sbatch": [],
 }
-EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources")
+EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
 
 
 # YAML 1.1 (PyYAML, and so Snakemake's configfile) reads `1e-3` as a string; researchers write
@@ -245,6 +245,7 @@ class Study:
         if len(set(self.config["seeds"])) != len(self.config["seeds"]):
             raise ConfigError("config 'seeds': a seed is listed twice")
         self.same_as = self._find_repeated_runs()
+        self.comparisons()  # unknown names in `compare:` stop the workflow before any job
 
     def _add_experiment(self, name: str, exp: dict, where: str | None = None) -> None:
         where = where or f"experiments.{name}"
@@ -360,6 +361,49 @@ class Study:
             for run in runs
             if run in self.same_as
         ]
+
+    def published(self) -> list[dict]:
+        """The numbers the write-ups publish, one dict per (experiment, dataset)."""
+        entries = []
+        for name, exp in self.config["experiments"].items():
+            for dataset, entry in exp.get("published", {}).items():
+                if dataset not in self.datasets_of(name):
+                    raise ConfigError(
+                        f"config 'experiments.{name}.published.{dataset}': experiment '{name}' "
+                        f"does not run on dataset '{dataset}'"
+                    )
+                entries.append({"experiment": name, "dataset": dataset, "note": "", **entry})
+        return entries
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The `compare:` pairs (A, B), compared as A - B: every `pairs` entry, then every other
+        experiment against the `baseline` where they share a dataset; each pair once."""
+        compare = self.config["compare"]
+        pairs = []
+        for i, pair in enumerate(compare["pairs"]):
+            where = f"compare.pairs.{i}"
+            for name in pair:
+                if name not in self.experiments:
+                    err = unknown_name("experiment", name, self.experiments)
+                    raise ConfigError(f"config '{where}': {err}")
+            a, b = pair
+            if a == b:
+                raise ConfigError(f"config '{where}': compares '{a}' with itself")
+            if not set(self.datasets_of(a)) & set(self.datasets_of(b)):
+                raise ConfigError(f"config '{where}': '{a}' and '{b}' share no dataset")
+            pairs.append((a, b))
+        baseline = compare.get("baseline")
+        if baseline is not None:
+            if baseline not in self.experiments:
+                err = unknown_name("experiment", baseline, self.experiments)
+                raise ConfigError(f"config 'compare.baseline': {err}")
+            pairs += [
+                (name, baseline)
+                for name in self.experiments
+                if name != baseline
+                and set(self.datasets_of(name)) & set(self.datasets_of(baseline))
+            ]
+        return list(dict.fromkeys(pairs))
 
     def data_options(self, dataset: str) -> dict:
         return dict(self.config["data"].get(dataset, {}))

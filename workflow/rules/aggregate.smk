@@ -33,6 +33,80 @@ rule tables:
         " {input:q} > {log:q} 2>&1"
 
 
+rule reproduction:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("reproduction", "csv"),
+        md=LAYOUT.table("reproduction", "md"),
+        html=report(
+            LAYOUT.table("reproduction", "html"),
+            caption="../report/reproduction.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "reproduction.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        published=published_json(),
+        same_as=repeated_runs(),
+    shell:
+        "imgzoo reproduction --published {params.published:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+
+
+rule comparisons:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("comparisons", "csv"),
+        md=LAYOUT.table("comparisons", "md"),
+        html=report(
+            LAYOUT.table("comparisons", "html"),
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "comparisons.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        pairs=comparisons_json(),
+        same_as=repeated_runs(),
+    shell:
+        "imgzoo compare --pairs {params.pairs:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+
+
+# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
+rule headline:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("headline", "csv"),
+        md=LAYOUT.table("headline", "md"),
+        rst=LAYOUT.table("headline", "rst"),
+        html=report(
+            LAYOUT.table("headline", "html"),
+            caption="../report/headline.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "headline.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        published=published_json(),
+        same_as=repeated_runs(),
+    shell:
+        "imgzoo headline --published {params.published:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+
+
 rule curves:
     input:
         lambda w: run_logs(w.dataset),

@@ -58,6 +58,9 @@ localrules:
     curves,
     weight_grid,
     sweep_plot,
+    reproduction,
+    comparisons,
+    headline,
     all,
 
 
@@ -89,11 +92,22 @@ def sweep_plots():
     ]
 
 
+def published_json():
+    return json.dumps(STUDY.published(), sort_keys=True)
+
+
+def comparisons_json():
+    return json.dumps(STUDY.comparisons())
+
+
 def all_outputs():
     datasets = sorted({run.dataset for run in STUDY.runs})
     return [
         LAYOUT.table("runs"),
         LAYOUT.table("summary"),
+        LAYOUT.table("headline", "rst"),
+        *([LAYOUT.table("reproduction")] if STUDY.published() else []),
+        *([LAYOUT.table("comparisons")] if STUDY.comparisons() else []),
         *[LAYOUT.curves(d) for d in datasets],
         *weight_grids(),
         *sweep_plots(),

@@ -5,11 +5,16 @@
 - `weights.write_weight_grid(log_path, out_png)`: a run's first layer as grayscale tiles
 - `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=..., same_as=())`: metric vs
   swept value
+- `reproduction.write_reproduction(log_paths, published, out_dir, same_as=())`: published
+  numbers against ours
+- `comparisons.write_comparisons(log_paths, pairs, out_dir, same_as=())`: paired A − B over seeds
+- `headline.write_headline(log_paths, published, out_dir, same_as=())`: per dataset the best
+  experiment and the reproduction verdicts, also as reStructuredText for the report's front page
 (`same_as`: runs shown under another name, see `read_logs`.)
 
-It reads run logs only (h5py, numpy, pandas, matplotlib) and never imports torch, the models or
-the training loop: the aggregation rules then run in seconds anywhere, a login node included.
-This module holds what the four share: reading logs and writing outputs atomically
+It reads run logs only (h5py, numpy, pandas, matplotlib, scipy) and never imports torch, the
+models or the training loop: the aggregation rules then run in seconds anywhere, a login node
+included. This module holds what they share: reading logs and writing outputs atomically
 (`imgzoo.atomic`). It imports
 no submodule, so `import imgzoo.aggregate.tables` does not pull in matplotlib.
 """
