@@ -2,8 +2,7 @@
 
 Exit codes: 0 success, 1 a run or file failed, 2 a usage or config error. Errors are one line on
 stderr (`imgzoo: error: ...`); `--debug` shows the traceback. Heavy modules (torch, matplotlib)
-are imported inside the commands that need them, so `imgzoo --help` and the SLURM waiting side
-stay light.
+are imported inside the commands that need them, so `imgzoo --help` stays light.
 """
 
 from __future__ import annotations
@@ -30,8 +29,7 @@ def cmd_check(args) -> int:
     runs = study.runs
     print(
         f"config OK: {len(study.experiments)} experiments, {len(study.config['datasets'])} "
-        f"datasets, {len(study.config['seeds'])} seeds -> {len(runs)} runs "
-        f"(launcher: {study.config['launcher']})"
+        f"datasets, {len(study.config['seeds'])} seeds -> {len(runs)} runs"
     )
     return 0
 
@@ -62,11 +60,6 @@ def cmd_train(args) -> int:
     spec = apply_overrides(spec, args.overrides)
     data_path = Path(args.data or f"results/data/{args.dataset}.h5")
     out_dir = Path(args.out or f"results/runs/{args.dataset}/{args.experiment}/seed{args.seed}")
-    if args.launcher == "submitit":
-        from imgzoo.launch import run_on_slurm
-
-        slurm = json.loads(args.slurm) if args.slurm else {}
-        return run_on_slurm(spec, data_path, out_dir, slurm, threads=args.threads)
     if not data_path.exists():
         from imgzoo import data
 
@@ -180,8 +173,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="prepared dataset (default results/data/DATASET.h5)")
     p.add_argument("--spec", help="the resolved run spec as JSON (the workflow passes it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--launcher", choices=["local", "submitit"], default="local")
-    p.add_argument("--slurm", help="SLURM launcher settings as JSON (the workflow passes them)")
     p.add_argument(
         "overrides",
         nargs="*",
