@@ -131,8 +131,9 @@ def snakemake(workdir: Path, profile: str, timeout: int = 400) -> subprocess.Com
 
 
 def start_snakemake(workdir: Path, config: dict, command: list[str], env=None) -> subprocess.Popen:
-    """Snakemake in the background, in its own process group (as in a terminal); its output
-    goes to workdir/snakemake.log."""
+    """Snakemake in the background, in its own process group (as in a terminal) and with SIGINT
+    as a terminal gives it (a shell's background job would pass it on ignored); its output goes
+    to workdir/snakemake.log."""
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     with (workdir / "snakemake.log").open("w") as out:
         return subprocess.Popen(
@@ -141,6 +142,7 @@ def start_snakemake(workdir: Path, config: dict, command: list[str], env=None) -
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
 
 

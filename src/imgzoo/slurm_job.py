@@ -28,7 +28,7 @@ def preempt_signal() -> int:
 
 class TrainingJob(submitit.helpers.Checkpointable):
     """`train(spec, data_path, out_dir, threads=threads)` in a SLURM job; returns a small summary
-    (plain Python values, so the waiting side unpickles it without torch)."""
+    (plain Python values, so the login node unpickles it without torch)."""
 
     def __init__(self, spec: dict, data_path: str, out_dir: str, threads: int | None = None):
         self.spec = spec
