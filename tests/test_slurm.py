@@ -424,6 +424,31 @@ def test_ctrl_c_on_snakemake_cancels_every_job_it_submitted(in_flight):
     assert f"cancelled SLURM job {jobs[0]}" in log
 
 
+@on_cluster
+def test_ctrl_c_while_snakemake_submits_leaves_no_job_behind(tmp_path):
+    config = {
+        **GRID,
+        "seeds": list(range(30)),
+        "resources": {**GRID["resources"], "gpus": 0, "extra_sbatch": ["--hold"]},
+        "experiments": {"mlp": GRID["experiments"]["mlp"]},
+    }
+    before = queued_jobs()
+    proc = start_snakemake(tmp_path, config, snakemake_command(tmp_path))
+    scripts = tmp_path / "results/logs/slurm"
+    deadline = time.monotonic() + 120
+    while len(list(scripts.rglob("*_submission.sh")) if scripts.exists() else []) < 5:
+        assert time.monotonic() < deadline and proc.poll() is None, output(tmp_path)[-3000:]
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # in the middle of the submissions
+    assert finish(proc, 60, tmp_path) != 0
+    submitted = re.findall(r"cancelled \d+ SLURM jobs: ([\d ]+)", output(tmp_path))
+    assert submitted and len(submitted[0].split()) >= 5, output(tmp_path)[-3000:]
+    deadline = time.monotonic() + 30
+    while queued_jobs() - before:
+        assert time.monotonic() < deadline, queued_jobs() - before
+        time.sleep(0.5)
+
+
 # ---- time limit, retries, and the login node's weight -----------------------------------------
 
 

@@ -21,8 +21,10 @@ error message for the rule.
 # No `from __future__ import annotations`: Snakemake builds the command-line options from the
 # settings' field types, which must stay real types.
 import json
+import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from snakemake_interface_common.exceptions import WorkflowError
@@ -94,7 +96,8 @@ class Executor(RemoteExecutor):
         for group in self.submissions(jobs):
             for job in group:
                 self.run_job_pre(job)
-            self.submit(group)
+            with ctrl_c_deferred():
+                self.submit(group)
 
     def run_job(self, job):
         self.run_jobs([job])
@@ -182,6 +185,24 @@ class Executor(RemoteExecutor):
         for info in infos.values():
             note(info.job, f"imgzoo: cancelled SLURM job {info.external_jobid}")
         self.logger.info(f"cancelled {len(ids)} SLURM jobs: {' '.join(ids)}")
+
+
+@contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C (KeyboardInterrupt) waits until the submission in progress is registered, so that
+    cancel_jobs knows its job: an interrupt between sbatch and the registration would leave the
+    job running unseen."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
 
 
 def note(job, line: str) -> None:
