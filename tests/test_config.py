@@ -88,7 +88,7 @@ def test_runs_with_equal_settings_are_trained_once():
 
 def test_defaults_and_experiment_overrides():
     study = Study(with_changes())
-    assert study.config["launcher"] == "local"
+    assert study.config["slurm"] == {"max_requeues": 3, "log_dir": "results/logs/slurm"}
     res = study.run_spec("digits", "res", 0)
     assert res["train"]["lr"] == 0.01 and res["train"]["optimizer"] == "adamw"
     assert study.run_spec("digits", "mlp", 0)["train"]["lr"] == 0.001
@@ -169,7 +169,7 @@ BAD_CONFIGS = [
         {"sweeps": {"s": {"base": "mpl", "grid": {"lr": [1]}}}},
         "'mpl'",
     ),
-    ("unknown launcher", {"launcher": "slurm"}, "'slurm'"),
+    ("launcher is gone (profiles/slurm sends runs to SLURM)", {"launcher": "local"}, "launcher"),
     ("unknown augmentation", {"train": {"augment": "standart"}}, "standard"),
     ("reserved character in a name", {"experiments": {"a@b": {"model": "mlp"}}}, "'a@b'"),
     ("unknown dataset option", {"data": {"digits": {"val_fractoin": 0.2}}}, "val_fraction"),

@@ -1,7 +1,8 @@
-"""The submitit launcher and the SLURM profile against a real one-node cluster.
+"""`snakemake --profile profiles/slurm` (the `imgzoo` executor) against a real one-node cluster.
 
 Start the cluster first: `sudo slurm/testcluster/up` (CI does). Every test submits real jobs and
-trains for real (the built-in digits dataset, small MLPs, a few epochs).
+trains for real (the built-in digits dataset, small MLPs, a few epochs). The tests ask SLURM about
+their jobs every second (`--imgzoo-status-interval 1`) instead of the profile's 10 seconds.
 """
 
 import json
@@ -24,6 +25,7 @@ from imgzoo.config import Study
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
+STATUS_INTERVAL = 1
 
 
 def on_cluster(test):
@@ -37,7 +39,6 @@ GRID = {
     "seeds": [0, 1],
     "train": {"epochs": 3, "batch_size": 64, "lr": 0.003, "augment": "none"},
     "resources": {"cpus": 1, "mem_gb": 1, "time_min": 10, "gpus": 1},
-    "slurm": {"poll_interval_s": 1},
     "report": {"weight_grids": False},
     "experiments": {
         "mlp": {"model": "mlp", "model_args": {"hidden": [32]}},
@@ -56,6 +57,7 @@ ONE = {
     "seeds": [0],
     "train": {"epochs": 10, "batch_size": 32, "lr": 0.003, "augment": "none"},
     "resources": {"cpus": 1, "mem_gb": 1, "time_min": 10, "gpus": 1},
+    "report": {"weight_grids": False},
     "experiments": {"wide": {"model": "mlp", "model_args": {"hidden": [512, 512]}}},
 }
 
@@ -101,7 +103,7 @@ def final_state(job_id, timeout: float = 30) -> str:
         time.sleep(0.5)
 
 
-def snakemake(workdir: Path, profile: str, timeout: int = 400) -> subprocess.CompletedProcess:
+def snakemake_command(workdir: Path, *extra: str, profile: str = "slurm") -> list[str]:
     command = [
         str(BIN / "snakemake"),
         "--profile",
@@ -113,13 +115,62 @@ def snakemake(workdir: Path, profile: str, timeout: int = 400) -> subprocess.Com
         "--configfile",
         str(workdir / "config.yaml"),
     ]
+    if profile == "slurm":
+        command += ["--imgzoo-status-interval", str(STATUS_INTERVAL)]
+    return command + list(extra)
+
+
+def snakemake(workdir: Path, profile: str, timeout: int = 400) -> subprocess.CompletedProcess:
     return subprocess.run(
-        command, env=environment(), capture_output=True, text=True, timeout=timeout
+        snakemake_command(workdir, profile=profile),
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
+def start_snakemake(workdir: Path, config: dict, command: list[str], env=None) -> subprocess.Popen:
+    """Snakemake in the background, in its own process group (as in a terminal) and with SIGINT
+    as a terminal gives it (a shell's background job would pass it on ignored); its output goes
+    to workdir/snakemake.log."""
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    with (workdir / "snakemake.log").open("w") as out:
+        return subprocess.Popen(
+            command,
+            env=env or environment(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+
+
+def finish(proc: subprocess.Popen, timeout: float, workdir: Path) -> int:
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        raise AssertionError(
+            f"snakemake did not finish in {timeout} s:\n{output(workdir)[-3000:]}"
+        ) from None
+
+
+def output(workdir: Path) -> str:
+    return (workdir / "snakemake.log").read_text(errors="replace")
+
+
+def train_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
+    return workdir / f"results/logs/train/{dataset}/{experiment}/seed{seed}.log"
+
+
+def run_dir(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
+    return workdir / f"results/runs/{dataset}/{experiment}/seed{seed}"
+
+
 def run_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> runlog.RunLog:
-    return runlog.read(workdir / f"results/runs/{dataset}/{experiment}/seed{seed}/metrics.h5")
+    return runlog.read(run_dir(workdir, experiment, seed, dataset) / "metrics.h5")
 
 
 def assert_same_numbers(a: runlog.RunLog, b: runlog.RunLog) -> None:
@@ -130,6 +181,7 @@ def assert_same_numbers(a: runlog.RunLog, b: runlog.RunLog) -> None:
 
 def wait_for_text(path: Path, pattern: str, proc, timeout: float = 60) -> re.Match:
     deadline = time.monotonic() + timeout
+    text = ""
     while time.monotonic() < deadline:
         text = path.read_text(errors="replace") if path.exists() else ""
         found = re.search(pattern, text)
@@ -138,17 +190,29 @@ def wait_for_text(path: Path, pattern: str, proc, timeout: float = 60) -> re.Mat
         if proc.poll() is not None:
             break
         time.sleep(0.1)
-    proc.kill()
-    raise AssertionError(f"no {pattern!r} in the waiting process's output:\n{text[-2000:]}")
+    raise AssertionError(f"no {pattern!r} in {path}:\n{text[-2000:]}")
 
 
-# ---- what a run's resources become (no cluster needed) ----------------------------------------
+def job_of(workdir: Path, experiment: str, seed: int, proc, timeout: float = 120) -> str:
+    """The SLURM job id of a run, once the executor has submitted it (from the rule's log)."""
+    log = train_log(workdir, experiment, seed)
+    return wait_for_text(log, r"submitted SLURM job (\d+)", proc, timeout)[1]
+
+
+def wait_for_file(path: Path, proc, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline and proc.poll() is None, f"no {path}"
+        time.sleep(0.05)
+
+
+# ---- what a run's resources become, and the executor's registration (no cluster needed) ---------
 
 
 def test_resources_become_sbatch_options():
-    from imgzoo.launch import submitit_parameters
+    from imgzoo.slurm_submit import submitit_parameters
 
-    spec = one_spec()
+    spec = Study(ONE).run_spec("digits", "wide", 0)
     spec["resources"].update(
         partition="gpu",
         account="lab",
@@ -186,10 +250,39 @@ def test_resources_become_sbatch_options():
 
 def test_short_sbatch_options_are_refused_with_the_key():
     from imgzoo.errors import ConfigError
-    from imgzoo.launch import sbatch_flags
+    from imgzoo.slurm_submit import sbatch_flags
 
     with pytest.raises(ConfigError, match="resources.extra_sbatch.*'-x n1'.*--name=value"):
         sbatch_flags(["-x n1"])
+
+
+def test_snakemake_finds_the_executor_that_the_slurm_profile_names():
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    plugin = ExecutorPluginRegistry().get_plugin(profile["executor"])
+    (setting,) = plugin.get_settings_info()
+    assert setting["cliarg"] == "--imgzoo-status-interval" and setting["default"] == 10
+    assert profile["imgzoo-status-interval"] == setting["default"]
+    assert plugin.common_settings.non_local_exec
+
+
+def test_executor_refuses_a_workflow_with_a_rule_it_cannot_submit(tmp_path):
+    (tmp_path / "Snakefile").write_text(
+        'rule train:\n    output: "a"\n    shell: "touch {output}"\n\n'
+        'rule other:\n    input: "a"\n    output: "b"\n    shell: "touch {output}"\n'
+    )
+    result = subprocess.run(
+        [str(BIN / "snakemake"), "--executor", "imgzoo", "--jobs", "1", "-d", str(tmp_path)]
+        + ["-s", str(tmp_path / "Snakefile"), "b"],
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "executor imgzoo submits only the 'train' rule to SLURM; add other to" in result.stderr
+    assert not (tmp_path / "a").exists()
 
 
 # ---- the whole grid through the profile, against the same grid run locally --------------------
@@ -232,8 +325,9 @@ def test_profile_sends_every_run_to_slurm_with_its_experiments_resources(grids):
         # the fake GPU: SLURM set CUDA_VISIBLE_DEVICES, torch has no CUDA, the run used the CPU
         assert re.search(r"CUDA_VISIBLE_DEVICES=\d but torch has no usable CUDA device", stderr)
         assert log.attrs["device"] == "cpu"
-        train_log = (workdir / f"results/logs/train/digits/{experiment}/seed{seed}.log").read_text()
-        assert f"submitted SLURM job {ids[0]}" in train_log
+        rule_log = train_log(workdir, experiment, seed).read_text()
+        assert f"submitted SLURM job {ids[0]} (imgzoo:digits:{experiment}:s{seed})" in rule_log
+        assert re.search(rf"SLURM job {ids[0]} COMPLETED: completed after 3 epochs", rule_log)
     assert (workdir / "results/tables/runs.csv").exists()
 
 
@@ -247,7 +341,115 @@ def test_runs_through_slurm_give_the_numbers_of_local_runs(grids):
         assert_same_numbers(on_slurm, local)
 
 
-# ---- one run through the command line --------------------------------------------------------
+# ---- many runs in flight: the status load, then Ctrl-C ------------------------------------------
+
+IN_FLIGHT = 8  # runs; 2 run at once (2 fake GPUs), the others wait in the queue
+
+
+@pytest.fixture(scope="module")
+def in_flight(slurm_cluster, tmp_path_factory):
+    """A grid of 8 long runs through the profile, with every sacct and squeue call logged (time
+    and arguments) by wrappers first on the PATH. Once all 8 are submitted and two run, it watches
+    for a few status intervals, then sends SIGINT to Snakemake's process group (Ctrl-C)."""
+    workdir = tmp_path_factory.mktemp("in-flight")
+    wrappers, calls = workdir / "bin", workdir / "status-calls"
+    wrappers.mkdir()
+    for name in ("sacct", "squeue"):
+        wrapper = wrappers / name
+        wrapper.write_text(
+            f'#!/bin/sh\necho "$(date +%s.%N) {name} $*" >> {calls}\n'
+            f'exec {shutil.which(name)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+    config = {
+        **GRID,
+        "seeds": list(range(IN_FLIGHT)),
+        "train": {**GRID["train"], "epochs": 500},
+        "experiments": {"mlp": GRID["experiments"]["mlp"]},
+    }
+    env = environment()
+    env["PATH"] = f"{wrappers}{os.pathsep}{env['PATH']}"
+    proc = start_snakemake(workdir, config, snakemake_command(workdir), env=env)
+    jobs = [job_of(workdir, "mlp", seed, proc) for seed in config["seeds"]]
+    submitted = time.time()
+    running = 0
+    while running < 2:
+        assert proc.poll() is None and time.time() - submitted < 120, output(workdir)[-3000:]
+        running = sum(
+            ": RUNNING" in train_log(workdir, "mlp", seed).read_text() for seed in config["seeds"]
+        )
+        time.sleep(0.2)
+    time.sleep(6 * STATUS_INTERVAL)
+    interrupted = time.time()
+    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
+    rc = finish(proc, 60, workdir)
+    records = [line.split(" ", 2) for line in calls.read_text().splitlines()]
+    return {
+        "rc": rc,
+        "jobs": jobs,
+        "submitted": submitted,
+        "interrupted": interrupted,
+        "calls": [(float(t), name, args) for t, name, args in records],
+        "workdir": workdir,
+    }
+
+
+@on_cluster
+def test_status_queries_stay_one_per_interval_for_all_runs_in_flight(in_flight):
+    start, end = in_flight["submitted"], in_flight["interrupted"]
+    calls = [c for c in in_flight["calls"] if start <= c[0] <= end]
+    intervals = (end - start) / STATUS_INTERVAL
+    # The bound: at most 2 calls per interval (sacct for all; squeue now and then for jobs that
+    # accounting does not list yet), whatever the number of runs. One waiting process per run
+    # made 12.7 per interval for 8 runs.
+    assert len(calls) <= 2 * intervals + 2, (len(calls), intervals)
+    sacct_calls = [args for _, name, args in calls if name == "sacct"]
+    assert intervals / 2 <= len(sacct_calls) <= intervals + 1, (len(sacct_calls), intervals)
+    for args in sacct_calls:  # one call asks about every run in flight
+        asked = re.search(r"-j (\S+)", args)[1].split(",")
+        assert sorted(asked) == sorted(in_flight["jobs"]), args
+
+
+@on_cluster
+def test_ctrl_c_on_snakemake_cancels_every_job_it_submitted(in_flight):
+    assert in_flight["rc"] != 0
+    jobs = in_flight["jobs"]
+    assert len(set(jobs)) == IN_FLIGHT
+    assert {final_state(job) for job in jobs} == {"CANCELLED"}
+    deadline = time.monotonic() + 30  # the running ones are killed (COMPLETING) a moment later
+    while queued_jobs() & {int(job) for job in jobs}:
+        assert time.monotonic() < deadline, queued_jobs()
+        time.sleep(0.5)
+    log = train_log(in_flight["workdir"], "mlp", 0).read_text()
+    assert f"cancelled SLURM job {jobs[0]}" in log
+
+
+@on_cluster
+def test_ctrl_c_while_snakemake_submits_leaves_no_job_behind(tmp_path):
+    config = {
+        **GRID,
+        "seeds": list(range(30)),
+        "resources": {**GRID["resources"], "gpus": 0, "extra_sbatch": ["--hold"]},
+        "experiments": {"mlp": GRID["experiments"]["mlp"]},
+    }
+    before = queued_jobs()
+    proc = start_snakemake(tmp_path, config, snakemake_command(tmp_path))
+    scripts = tmp_path / "results/logs/slurm"
+    deadline = time.monotonic() + 120
+    while len(list(scripts.rglob("*_submission.sh")) if scripts.exists() else []) < 5:
+        assert time.monotonic() < deadline and proc.poll() is None, output(tmp_path)[-3000:]
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)  # in the middle of the submissions
+    assert finish(proc, 60, tmp_path) != 0
+    submitted = re.findall(r"cancelled \d+ SLURM jobs: ([\d ]+)", output(tmp_path))
+    assert submitted and len(submitted[0].split()) >= 5, output(tmp_path)[-3000:]
+    deadline = time.monotonic() + 30
+    while queued_jobs() - before:
+        assert time.monotonic() < deadline, queued_jobs() - before
+        time.sleep(0.5)
+
+
+# ---- time limit, retries, and the login node's weight -----------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -257,208 +459,248 @@ def digits_h5(tmp_path_factory):
     return path
 
 
-def train_command(spec: dict, data_path: Path, out: Path, logs: Path, *extra, poll=1) -> list:
-    return [
-        str(BIN / "imgzoo"),
-        "train",
-        *("--experiment", spec["experiment"], "--dataset", spec["dataset"]),
-        *("--seed", str(spec["seed"]), "--data", str(data_path), "--out", str(out)),
-        *("--threads", "1", "--launcher", "submitit", "--spec", json.dumps(spec)),
-        *("--slurm", json.dumps({"poll_interval_s": poll, "log_dir": str(logs)})),
-        *extra,
-    ]
-
-
-def one_spec(**train) -> dict:
-    spec = Study(ONE).run_spec("digits", "wide", 0)
-    spec["train"].update(train)
-    return spec
-
-
-# `imgzoo ARGS` that reports at exit whether torch got imported and its peak memory. VmHWM, not
-# getrusage: a child's ru_maxrss starts at the RSS of the process that forked it (here pytest,
-# with torch loaded), because exec keeps the high-water mark of the forked image.
-LIGHT_CHECK = """
-import atexit, re, sys
-def report():
-    status = open("/proc/self/status").read()
-    hwm = int(re.search(r"VmHWM:\\s*(\\d+) kB", status)[1])
-    print(f"waiter: torch imported={'torch' in sys.modules} peak RSS={hwm} kB", file=sys.stderr)
-atexit.register(report)
-from imgzoo.cli import main
-raise SystemExit(main())
-"""
-
-
-@pytest.fixture(scope="module")
-def interrupted(slurm_cluster, tmp_path_factory, digits_h5):
-    """One run whose job gets SLURM's time-limit signal (`scancel --signal=USR2`, what
-    submitit's `job._interrupt(timeout=True)` sends) once its first epoch checkpoint exists. The
-    waiting process runs with `-X importtime` and reports its peak memory at exit."""
-    tmp = tmp_path_factory.mktemp("interrupted")
-    spec = one_spec()
-    out, logs, stderr_path = tmp / "run", tmp / "logs", tmp / "waiter.err"
-    command = train_command(spec, digits_h5, out, logs)
-    command = [sys.executable, "-X", "importtime", "-c", LIGHT_CHECK, *command[1:]]
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(command, env=environment(), stderr=stderr, text=True)
-    started = time.monotonic()
-    job_id = wait_for_text(stderr_path, r"submitted SLURM job (\d+)", proc)[1]
-    while not (out / "checkpoint.pt").exists():
-        assert time.monotonic() - started < 120 and proc.poll() is None, "no checkpoint"
-        time.sleep(0.05)
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    try:
-        proc.wait(timeout=300)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise AssertionError("the interrupted run did not finish in 300 s") from None
-    reference = tmp / "local"
-    local = subprocess.run(
-        [str(BIN / "imgzoo"), "train", "--experiment", "wide", "--dataset", "digits"]
-        + ["--seed", "0", "--data", str(digits_h5), "--out", str(reference), "--threads", "1"]
+def trained_locally(config: dict, data_path: Path, out: Path) -> runlog.RunLog:
+    """The config's one run trained here, start to end, as the local profile would (1 thread):
+    the numbers an interrupted run must end with."""
+    (experiment,) = config["experiments"]
+    spec = Study(config).run_spec("digits", experiment, 0)
+    result = subprocess.run(
+        [str(BIN / "imgzoo"), "train", "--experiment", experiment, "--dataset", "digits"]
+        + ["--seed", "0", "--data", str(data_path), "--out", str(out), "--threads", "1"]
         + ["--spec", json.dumps(spec)],
         env=environment(),
         capture_output=True,
         text=True,
         timeout=300,
     )
-    assert local.returncode == 0, local.stderr[-2000:]
-    return {
-        "rc": proc.returncode,
-        "stderr": stderr_path.read_text(),
-        "job_id": job_id,
-        "out": out,
-        "logs": logs,
-        "reference": reference,
-    }
+    assert result.returncode == 0, result.stderr[-2000:]
+    return runlog.read(out / "metrics.h5")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(slurm_cluster, tmp_path_factory, digits_h5):
+    return trained_locally(ONE, digits_h5, tmp_path_factory.mktemp("uninterrupted"))
+
+
+# Only the run: no tables or figures after it.
+ONE_RUN = "results/runs/digits/wide/seed0/metrics.h5"
+
+
+# Snakemake itself, reporting at exit whether torch got imported and its peak memory. VmHWM,
+# not getrusage: a child's ru_maxrss starts at the RSS of the process that forked it (here
+# pytest, with torch loaded), because exec keeps the high-water mark of the forked image.
+LIGHT_CHECK = """
+import atexit, re, sys
+def report():
+    status = open("/proc/self/status").read()
+    hwm = int(re.search(r"VmHWM:\\s*(\\d+) kB", status)[1])
+    print(f"login node: torch imported={'torch' in sys.modules} peak RSS={hwm} kB", file=sys.stderr)
+atexit.register(report)
+from snakemake.cli import main
+main()
+"""
+
+
+@pytest.fixture(scope="module")
+def interrupted(slurm_cluster, tmp_path_factory):
+    """One run through the profile whose job gets SLURM's time-limit signal (`scancel
+    --signal=USR2`, what submitit's `job._interrupt(timeout=True)` sends) once its first epoch
+    checkpoint exists. Snakemake runs with `-X importtime` and reports its peak memory at exit."""
+    workdir = tmp_path_factory.mktemp("interrupted")
+    command = snakemake_command(workdir, ONE_RUN)
+    command = [sys.executable, "-X", "importtime", "-c", LIGHT_CHECK, *command[1:]]
+    proc = start_snakemake(workdir, ONE, command)
+    job_id = job_of(workdir, "wide", 0, proc)
+    wait_for_file(run_dir(workdir, "wide", 0) / "checkpoint.pt", proc)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    rc = finish(proc, 300, workdir)
+    return {"rc": rc, "job_id": job_id, "workdir": workdir, "output": output(workdir)}
 
 
 @on_cluster
 @pytest.mark.slow
-def test_interrupted_job_is_requeued_resumes_and_ends_with_the_uninterrupted_numbers(interrupted):
-    assert interrupted["rc"] == 0, interrupted["stderr"][-2000:]
-    job_id = interrupted["job_id"]
+def test_interrupted_job_is_requeued_resumes_and_ends_with_the_uninterrupted_numbers(
+    interrupted, uninterrupted
+):
+    assert interrupted["rc"] == 0, interrupted["output"][-3000:]
+    job_id, workdir = interrupted["job_id"], interrupted["workdir"]
     states = [r["State"] for r in sacct(job_id, "State", duplicates=True)]
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
-    job_log = next(interrupted["logs"].glob(f"digits/wide/seed0/{job_id}/{job_id}_0_log.err"))
+    job_log = workdir / f"results/logs/slurm/digits/wide/seed0/{job_id}/{job_id}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
     assert len(resumed_after) == 1 and 1 <= int(resumed_after[0]) < ONE["train"]["epochs"]
-    log = runlog.read(interrupted["out"] / "metrics.h5")
+    log = run_log(workdir, "wide", 0)
     assert log.attrs["slurm_job_ids"] == job_id  # the same job, requeued
     assert list(log.epochs["epoch"]) == list(range(1, ONE["train"]["epochs"] + 1))
-    assert_same_numbers(log, runlog.read(interrupted["reference"] / "metrics.h5"))
+    assert_same_numbers(log, uninterrupted)
 
 
 @on_cluster
 @pytest.mark.slow
-def test_waiting_side_stays_light(interrupted):
-    imports = re.findall(r"^import time:.*\|\s*([\w.]+)$", interrupted["stderr"], re.M)
-    assert "imgzoo.launch" in imports and "submitit" in imports
+def test_login_node_holds_one_light_process(interrupted):
+    err = interrupted["output"]
+    imports = re.findall(r"^import time:.*\|\s*([\w.]+)$", err, re.M)
+    # (the plugin's package itself is imported by importlib, which -X importtime does not show)
+    assert {"imgzoo.slurm_status", "imgzoo.slurm_submit", "submitit"} <= set(imports)
     heavy = [m for m in imports if m.split(".")[0] in ("torch", "torchvision", "timm")]
     assert not heavy, heavy
     # of the models, only the torch-free catalog (config validation needs it)
     ours = {m for m in imports if m.startswith(("imgzoo.train", "imgzoo.models"))}
     assert ours <= {"imgzoo.models", "imgzoo.models.catalog"}, ours
-    report = re.search(r"waiter: torch imported=(\w+) peak RSS=(\d+) kB", interrupted["stderr"])
+    report = re.search(r"login node: torch imported=(\w+) peak RSS=(\d+) kB", err)
     assert report[1] == "False"
-    print(f"waiting process: peak RSS {int(report[2]) / 1024:.1f} MB")
-    assert int(report[2]) < 100 * 1024
+    print(f"snakemake on the login node: peak RSS {int(report[2]) / 1024:.1f} MB")
+    assert int(report[2]) < 250 * 1024
+
+
+# A run still training 5 s after a plain scancel: submitit's job ignores SIGTERM and trains on
+# until SLURM's SIGKILL (KillWait, 5 s on the test cluster).
+LONGER = {**ONE, "train": {**ONE["train"], "epochs": 100}}
 
 
 @on_cluster
 @pytest.mark.slow
-def test_job_that_fails_inside_gives_one_line_with_its_id_state_and_log(tmp_path, digits_h5):
-    # The config check knows the argument's name; only building the model rejects its value.
-    command = train_command(
-        one_spec(), digits_h5, tmp_path / "run", tmp_path / "logs", "model_args.activation=nope"
+def test_retry_resubmits_a_cancelled_run_and_resumes_from_its_checkpoint(tmp_path, digits_h5):
+    workdir = tmp_path / "slurm"
+    workdir.mkdir()
+    command = snakemake_command(workdir, "--retries", "1", ONE_RUN)
+    proc = start_snakemake(workdir, LONGER, command)
+    first = job_of(workdir, "wide", 0, proc)
+    wait_for_file(run_dir(workdir, "wide", 0) / "checkpoint.pt", proc)
+    subprocess.run(["scancel", first], check=True)
+    assert finish(proc, 300, workdir) == 0, output(workdir)[-3000:]
+    assert re.search(rf"SLURM job {first} CANCELLED: .*CANCELLED AT", output(workdir))
+    log = run_log(workdir, "wide", 0)
+    ids = log.attrs["slurm_job_ids"].split(",")
+    assert ids[0] == first and len(ids) == 2, ids
+    job_log = workdir / f"results/logs/slurm/digits/wide/seed0/{ids[1]}/{ids[1]}_0_log.err"
+    resumed_after = re.findall(
+        r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
-    result = subprocess.run(command, env=environment(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 1, result.stderr[-2000:]
-    error = result.stderr.strip().splitlines()[-1]
-    found = re.match(r"imgzoo: error: SLURM job (\d+) FAILED \(exit 1:0\): (.*)", error)
-    assert found, error
+    assert len(resumed_after) == 1 and 1 <= int(resumed_after[0]) < LONGER["train"]["epochs"]
+    assert_same_numbers(log, trained_locally(LONGER, digits_h5, tmp_path / "local"))
+
+
+# ---- failures: one line each, and the rest of the grid finishes --------------------------------
+
+FAILING = {
+    "datasets": ["digits"],
+    "seeds": [0],
+    "train": {"epochs": 3, "batch_size": 64, "lr": 0.003, "augment": "none"},
+    "resources": {"cpus": 1, "mem_gb": 1, "time_min": 10, "gpus": 0},
+    "report": {"weight_grids": False},
+    "experiments": {
+        "fine": {"model": "mlp", "model_args": {"hidden": [32]}},
+        # The config check knows the argument's name; only building the model rejects its value.
+        "raises": {"model": "mlp", "model_args": {"activation": "nope"}},
+        "refused": {"model": "mlp", "resources": {"partition": "nope"}},
+        "cancelled": {"model": "mlp", "epochs": 500},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def failures(slurm_cluster, tmp_path_factory):
+    """A grid with a run that raises in its job, one that sbatch refuses, one whose job is
+    scancelled while it runs, and one that is fine."""
+    workdir = tmp_path_factory.mktemp("failures")
+    proc = start_snakemake(workdir, FAILING, snakemake_command(workdir))
+    job = job_of(workdir, "cancelled", 0, proc)
+    wait_for_text(train_log(workdir, "cancelled", 0), r": RUNNING", proc)
+    subprocess.run(["scancel", job], check=True)
+    cancelled = time.monotonic()
+    wait_for_text(workdir / "snakemake.log", rf"SLURM job {job} CANCELLED", proc)
+    reported_after = time.monotonic() - cancelled
+    rc = finish(proc, 120, workdir)
+    return {
+        "rc": rc,
+        "workdir": workdir,
+        "output": output(workdir),
+        "cancelled": job,
+        "reported_after": reported_after,
+    }
+
+
+def error_line(failures, experiment: str) -> str:
+    """The rule's failure, as the rule's log ends with it (and Snakemake's error report says)."""
+    last = train_log(failures["workdir"], experiment, 0).read_text().strip().splitlines()[-1]
+    assert last.startswith("imgzoo: error: "), last
+    message = last.removeprefix("imgzoo: error: ")
+    assert f"message: {message}" in failures["output"]
+    return message
+
+
+@on_cluster
+def test_job_that_raises_fails_its_rule_with_its_id_state_and_exception(failures):
+    message = error_line(failures, "raises")
+    found = re.match(r"SLURM job (\d+) FAILED \(exit 1:0\): (.*) \[logs: (.*)\]$", message)
+    assert found, message
     assert "ConfigError: model family 'mlp': activation='nope'" in found[2]
-    assert f"logs: {tmp_path}/logs/digits/wide/seed0/{found[1]}/{found[1]}_0_log.err" in error
+    workdir = failures["workdir"]
+    assert (
+        found[3]
+        == f"{workdir}/results/logs/slurm/digits/raises/seed0/{found[1]}/{found[1]}_0_log.err"
+    )
     assert final_state(found[1]) == "FAILED"
 
 
-@pytest.fixture
-def logging_sacct(tmp_path):
-    """A `sacct` first on the PATH that notes the time of each call, then runs the real one."""
-    folder = tmp_path / "bin"
-    folder.mkdir()
-    wrapper = folder / "sacct"
-    wrapper.write_text(
-        f'#!/bin/sh\ndate +%s.%N >> {tmp_path}/sacct-calls\nexec {shutil.which("sacct")} "$@"\n'
-    )
-    wrapper.chmod(0o755)
-    return folder, tmp_path / "sacct-calls"
+@on_cluster
+def test_cancelled_job_fails_its_rule_within_seconds(failures):
+    message = error_line(failures, "cancelled")
+    assert re.match(rf"SLURM job {failures['cancelled']} CANCELLED\b.*CANCELLED AT", message)
+    assert failures["reported_after"] < 10
 
 
 @on_cluster
-def test_cancelled_job_gives_one_line_error_within_seconds(tmp_path, digits_h5, logging_sacct):
-    folder, calls = logging_sacct
-    stderr_path = tmp_path / "waiter.err"
-    command = train_command(
-        one_spec(epochs=500), digits_h5, tmp_path / "run", tmp_path / "logs", poll=2
-    )
-    env = environment()
-    env["PATH"] = f"{folder}{os.pathsep}{env['PATH']}"
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(command, env=env, stderr=stderr, text=True)
-    job_id = wait_for_text(stderr_path, r"SLURM job (\d+): RUNNING", proc)[1]
-    subprocess.run(["scancel", job_id], check=True)
-    cancelled = time.monotonic()
-    proc.wait(timeout=60)
-    waited = time.monotonic() - cancelled
-    error = stderr_path.read_text().strip().splitlines()[-1]
-    assert proc.returncode == 1, error
-    assert re.match(rf"imgzoo: error: SLURM job {job_id} CANCELLED\b.*CANCELLED AT", error), error
-    assert waited < 10
-    times = [float(t) for t in calls.read_text().split()]
-    assert len(times) >= 2 and min(np.diff(times)) >= 1.9  # polls at most every poll_interval_s
+def test_submission_that_sbatch_refuses_fails_its_rule_with_the_reason(failures):
+    message = error_line(failures, "refused")
+    assert message.startswith("sbatch refused imgzoo:digits:refused:s0: ")
+    assert "Invalid partition name specified" in message
 
 
 @on_cluster
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-def test_signal_while_waiting_cancels_the_job(tmp_path, digits_h5, sig):
-    stderr_path = tmp_path / "waiter.err"
-    command = train_command(one_spec(epochs=500), digits_h5, tmp_path / "run", tmp_path / "logs")
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(command, env=environment(), stderr=stderr, text=True)
-    job_id = wait_for_text(stderr_path, r"SLURM job (\d+): RUNNING", proc)[1]
-    proc.send_signal(sig)
-    assert proc.wait(timeout=30) == (130 if sig == signal.SIGINT else 128 + sig)
-    assert f"cancelled SLURM job {job_id}" in stderr_path.read_text()
-    assert final_state(job_id) == "CANCELLED"
+def test_other_runs_of_a_failing_grid_still_finish(failures):
+    assert failures["rc"] == 1
+    workdir = failures["workdir"]
+    assert run_log(workdir, "fine", 0).attrs["status"] == "completed"
+    for experiment in ("raises", "refused", "cancelled"):
+        assert not (run_dir(workdir, experiment, 0) / "metrics.h5").exists()
+    assert not (workdir / "results/tables/runs.csv").exists()
+
+
+# ---- where accounting does not answer ------------------------------------------------------------
 
 
 @on_cluster
-def test_ctrl_c_on_snakemake_cancels_the_jobs_it_started(tmp_path):
-    config = {**GRID, "train": {**GRID["train"], "epochs": 500}}
-    config["experiments"] = {"mlp": GRID["experiments"]["mlp"]}
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    command = [str(BIN / "snakemake"), "--profile", str(REPO / "profiles/slurm")]
-    command += ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
-    command += ["--configfile", str(tmp_path / "config.yaml")]
-    proc = subprocess.Popen(  # its own process group, as in a terminal
-        command,
-        env=environment(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    jobs = []
-    for seed in config["seeds"]:
-        log = tmp_path / f"results/logs/train/digits/mlp/seed{seed}.log"
-        jobs.append(wait_for_text(log, r"SLURM job (\d+): RUNNING", proc, timeout=120)[1])
-    os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
-    assert proc.wait(timeout=60) != 0
-    for job in jobs:
-        assert final_state(job) == "CANCELLED"
+def test_status_falls_back_to_squeue_where_sacct_does_not_answer(tmp_path, monkeypatch):
+    from imgzoo.slurm_status import GONE, JobState, StatusQuery
+
+    # what sacct says with AccountingStorageType=accounting_storage/none
+    broken = tmp_path / "sacct"
+    broken.write_text("#!/bin/sh\necho 'Slurm accounting storage is disabled' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    jobs = [
+        subprocess.run(
+            ["sbatch", "--parsable", f"--output={tmp_path}/%j.out", "--wrap", command],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for command in ("sleep 1", "exit 3")
+    ]
+    query = StatusQuery()
+    deadline = time.monotonic() + 30
+    while True:
+        states = query.states([*jobs, "999999"])
+        if states[jobs[0]].state == "COMPLETED" and states[jobs[1]].state == "FAILED":
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+    assert states[jobs[0]] == JobState("COMPLETED")  # squeue has no exit codes
+    assert states["999999"] is GONE
 
 
 # ---- the head job ------------------------------------------------------------------------------
@@ -473,7 +715,8 @@ def test_head_job_script_runs_a_grid_to_completion(tmp_path):
     submitted = subprocess.run(
         ["sbatch", "--parsable", f"--output={head_log}", "slurm/workflow.sbatch"]
         + ["-s", str(REPO / "Snakefile"), "-d", str(tmp_path)]
-        + ["--configfile", str(tmp_path / "config.yaml")],
+        + ["--configfile", str(tmp_path / "config.yaml")]
+        + ["--imgzoo-status-interval", str(STATUS_INTERVAL)],
         cwd=REPO,
         env=environment(IMGZOO_VENV=sys.prefix),
         capture_output=True,

@@ -2,8 +2,7 @@
 
 Exit codes: 0 success, 1 a run or file failed, 2 a usage or config error. Errors are one line on
 stderr (`imgzoo: error: ...`); `--debug` shows the traceback. Heavy modules (torch, matplotlib)
-are imported inside the commands that need them, so `imgzoo --help` and the SLURM waiting side
-stay light.
+are imported inside the commands that need them, so `imgzoo --help` stays light.
 """
 
 from __future__ import annotations
@@ -68,8 +67,7 @@ def cmd_check(args) -> int:
     print(
         f"config OK: study '{study.name}' -> {study.layout.root}/: {len(study.experiments)} "
         f"experiments, {len(study.config['datasets'])} datasets, {len(study.config['seeds'])} "
-        f"seeds -> {len(runs)} runs{repeats}: {len(trained)} trainings "
-        f"(launcher: {study.config['launcher']})"
+        f"seeds -> {len(runs)} runs{repeats}: {len(trained)} trainings"
     )
     return 0
 
@@ -111,11 +109,6 @@ def cmd_train(args) -> int:
         # A run by hand with settings of its own must not pass for the study's run of that name.
         layout = study.layout.by_hand if args.overrides else study.layout
         out_dir = Path(layout.run_dir(args.dataset, args.experiment, args.seed))
-    if args.launcher == "submitit":
-        from imgzoo.launch import run_on_slurm
-
-        slurm = json.loads(args.slurm) if args.slurm else {}
-        return run_on_slurm(spec, data_path, out_dir, slurm, threads=args.threads)
     if not data_path.exists():
         from imgzoo import data
 
@@ -299,8 +292,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile-cache", help="torch.compile's kernel cache (default results/<study>/cache/)"
     )
-    p.add_argument("--launcher", choices=["local", "submitit"], default="local")
-    p.add_argument("--slurm", help="SLURM launcher settings as JSON (the workflow passes them)")
     p.add_argument(
         "overrides",
         nargs="*",

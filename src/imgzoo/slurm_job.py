@@ -28,13 +28,21 @@ def preempt_signal() -> int:
 
 class TrainingJob(submitit.helpers.Checkpointable):
     """`train(spec, data_path, out_dir, threads=threads)` in a SLURM job; returns a small summary
-    (plain Python values, so the waiting side unpickles it without torch)."""
+    (plain Python values, so the login node unpickles it without torch)."""
 
-    def __init__(self, spec: dict, data_path: str, out_dir: str, threads: int | None = None):
+    def __init__(
+        self,
+        spec: dict,
+        data_path: str,
+        out_dir: str,
+        threads: int | None = None,
+        compile_cache: str | None = None,
+    ):
         self.spec = spec
         self.data_path = str(data_path)
         self.out_dir = str(out_dir)
         self.threads = threads
+        self.compile_cache = compile_cache
 
     def __call__(self) -> dict:
         stop = {"asked": False}
@@ -66,6 +74,7 @@ class TrainingJob(submitit.helpers.Checkpointable):
                 threads=self.threads,
                 stop_flag=lambda: stop["asked"],
                 progress=progress,
+                compile_cache=self.compile_cache,
             )
         except Preempted:
             signal.signal(sig, submitit_handler)

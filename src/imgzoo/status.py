@@ -24,6 +24,7 @@ from pathlib import Path
 
 from imgzoo import live
 from imgzoo.config import Run, Study
+from imgzoo.slurm_submit import run_log_folder
 
 STATES = ("done", "diverged", "running", "waiting", "stopped", "failed", "not started")
 
@@ -68,9 +69,9 @@ def slurm_queue() -> dict[str, tuple[str, str]]:
 
 
 def slurm_folder(study: Study, run: Run) -> str:
-    """Where the SLURM route keeps a run's jobs' logs (one sub-folder per job)."""
-    log_dir = Path(study.config["slurm"]["log_dir"]).absolute()
-    return str(log_dir / run.dataset / run.experiment / f"seed{run.seed}")
+    """Where the SLURM route keeps a run's jobs' logs (one sub-folder per job), absolute."""
+    log_dir = str(Path(study.config["slurm"]["log_dir"]).absolute())
+    return run_log_folder(log_dir, run.dataset, run.experiment, run.seed)
 
 
 def _alive(progress: dict) -> bool:

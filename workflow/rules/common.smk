@@ -13,6 +13,7 @@ from imgzoo.cli import put_command_on_path
 from imgzoo.config import load_study
 from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view
+from imgzoo.slurm_submit import run_log_folder
 
 try:
     STUDY = load_study(
@@ -38,8 +39,13 @@ def run_spec(wildcards):
     return json.dumps(spec, sort_keys=True)
 
 
-def slurm_settings(wildcards):
-    return json.dumps(STUDY.config["slurm"], sort_keys=True)
+def slurm_log_folder(wildcards):
+    return run_log_folder(
+        STUDY.config["slurm"]["log_dir"],
+        wildcards.dataset,
+        wildcards.experiment,
+        wildcards.seed,
+    )
 
 
 def run_resources(wildcards, name):
@@ -51,7 +57,7 @@ def slurm_extra(wildcards):
     return " ".join(shlex.quote(flag) for flag in flags) or None
 
 
-# Light rules stay on the login node when the SLURM executor plugin runs the workflow.
+# Light rules stay on the login node when an executor plugin (profiles/slurm) runs the workflow.
 localrules:
     prepare_dataset,
     tables,

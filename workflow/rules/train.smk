@@ -1,6 +1,6 @@
-# One training run. With launcher: local it runs in this job's process; with launcher: submitit
-# this job only submits the run to SLURM and waits (light, no torch). `resources` mirror the
-# experiment's SLURM resources so that `--executor slurm` works too.
+# One training run. Run locally (`snakemake --cores N`), the shell command trains in this job's
+# process. Under `--executor imgzoo` (profiles/slurm) the shell command is not run: the executor
+# submits the run as a SLURM job with submitit, from the params and input below.
 
 
 rule train:
@@ -26,12 +26,12 @@ rule train:
         slurm_extra=slurm_extra,
     params:
         spec=run_spec,
-        slurm=slurm_settings,
-        launcher=STUDY.config["launcher"],
         outdir=lambda w, output: os.path.dirname(output.metrics),
         compile_cache=LAYOUT.compile_cache,
+        slurm_logs=slurm_log_folder,
+        max_requeues=STUDY.config["slurm"]["max_requeues"],
     shell:
         "imgzoo train --experiment {wildcards.experiment:q} --dataset {wildcards.dataset}"
         " --seed {wildcards.seed} --data {input.data:q} --out {params.outdir:q}"
-        " --threads {threads} --launcher {params.launcher} --spec {params.spec:q}"
-        " --slurm {params.slurm:q} --compile-cache {params.compile_cache:q} 2>&1 | tee {log:q}"
+        " --threads {threads} --spec {params.spec:q}"
+        " --compile-cache {params.compile_cache:q} 2>&1 | tee {log:q}"

@@ -1,0 +1,225 @@
+"""Snakemake executor `imgzoo`: every training run is one SLURM job submitted with submitit, and
+this one process watches them all.
+
+    snakemake --executor imgzoo --jobs 500 [--imgzoo-status-interval 10]   (profiles/slurm)
+
+- `run_jobs` gets every run that is ready and submits each as a SLURM job that runs
+  `imgzoo.slurm_job.TrainingJob` (requeued on its time-limit warning, resuming to the bit), with
+  the experiment's resources, named `imgzoo:{dataset}:{experiment}:s{seed}`, its submitit files
+  and logs in the run's SLURM log folder.
+- `check_active_jobs` gets every active run once per status interval and asks SLURM about all of
+  them in one query (`imgzoo.slurm_status`): the login node holds this process only, and SLURM
+  sees one sacct call per interval however many runs are in flight.
+- `cancel_jobs` (Ctrl-C) scancels every job this process submitted.
+
+Only the `train` rule is a job of this executor: every other rule must be a `localrules` one (it
+then runs here, in Snakemake's own process tree), which is checked before anything runs. The rule's
+log gets the run's job id, its state changes and the final line; a failure is also Snakemake's
+error message for the rule.
+"""
+
+# No `from __future__ import annotations`: Snakemake builds the command-line options from the
+# settings' field types, which must stay real types.
+import json
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from snakemake_interface_common.exceptions import WorkflowError
+from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
+from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
+from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
+
+from imgzoo import slurm_status, slurm_submit
+from imgzoo.errors import ImgzooError
+
+TRAINING_RULE = "train"
+# Per status round, how long the failure messages of jobs killed from outside may wait for
+# slurmstepd's notice to reach their logs (all of them together).
+LOG_WAIT_S = 3.0
+
+
+@dataclass
+class ExecutorSettings(ExecutorSettingsBase):
+    status_interval: float = field(
+        default=10.0,
+        metadata={
+            "help": "Seconds between two status queries; each asks SLURM about every active "
+            "training job at once (one sacct call, squeue where accounting does not answer).",
+            "env_var": False,
+            "required": False,
+        },
+    )
+
+
+common_settings = CommonSettings(
+    non_local_exec=True,
+    implies_no_shared_fs=False,
+    job_deploy_sources=False,
+    # The jobs run imgzoo's training, not Snakemake: nothing of Snakemake's is passed to them.
+    pass_default_storage_provider_args=False,
+    pass_default_resources_args=False,
+    pass_envvar_declarations_to_cmd=False,
+    auto_deploy_default_storage_provider=False,
+    init_seconds_before_status_checks=0,
+)
+
+
+class Executor(RemoteExecutor):
+    def __post_init__(self):
+        settings = self.workflow.executor_settings
+        interval = settings.status_interval if settings is not None else 10.0
+        if interval <= 0:
+            raise WorkflowError("--imgzoo-status-interval must be a positive number of seconds")
+        self.next_seconds_between_status_checks = interval
+        self.status_query = slurm_status.StatusQuery()
+        # Every job submitted and not yet reported over, for cancel_jobs: Snakemake's own list
+        # of active jobs is empty while a status round runs.
+        self.in_flight: dict[int, SubmittedJobInfo] = {}
+        self.in_flight_lock = threading.Lock()
+        remote = [
+            rule.name
+            for rule in self.workflow.rules
+            if rule.name != TRAINING_RULE and not self.workflow.is_local(rule)
+        ]
+        if remote:
+            raise WorkflowError(
+                f"executor imgzoo submits only the '{TRAINING_RULE}' rule to SLURM; "
+                f"add {', '.join(sorted(remote))} to the workflow's localrules"
+            )
+
+    # ---- submitting -------------------------------------------------------------------------
+
+    def run_jobs(self, jobs):
+        for group in self.submissions(jobs):
+            for job in group:
+                self.run_job_pre(job)
+            with ctrl_c_deferred():
+                self.submit(group)
+
+    def run_job(self, job):
+        self.run_jobs([job])
+
+    def submissions(self, jobs) -> list[list]:
+        """Which ready runs share a SLURM job: today each run gets its own. Packing several runs
+        of the same resources into one job changes only this and the callable the job runs:
+        each run keeps its own rule, outputs and result file, and is judged on its own."""
+        return [[job] for job in jobs]
+
+    def submit(self, group: list) -> None:
+        (job,) = group
+        try:
+            if job.rule.name != TRAINING_RULE:
+                raise WorkflowError(f"executor imgzoo cannot run rule {job.rule.name}")
+            self.workflow.async_run(job.prepare())  # stale outputs and log out, folders in
+            spec = json.loads(job.params.spec)
+            run = slurm_submit.submit(
+                spec,
+                job.input.data,
+                job.params.outdir,
+                job.params.slurm_logs,
+                threads=job.threads,
+                max_requeues=job.params.max_requeues,
+                compile_cache=job.params.compile_cache,
+            )
+        except (ImgzooError, WorkflowError, OSError) as e:
+            message = str(e)
+            note(job, f"imgzoo: error: {message}")
+            self.report_job_error(SubmittedJobInfo(job), msg=message)
+            return
+        note(job, f"imgzoo: submitted SLURM job {run.job_id} ({run.name}); logs: {run.stderr}")
+        self.logger.info(f"{run.name}: SLURM job {run.job_id} (logs: {run.stderr})")
+        grace = max(5.0, float(self.workflow.execution_settings.latency_wait))
+        info = SubmittedJobInfo(
+            job, external_jobid=run.job_id, aux={"watch": slurm_status.RunWatch(run, grace)}
+        )
+        with self.in_flight_lock:
+            self.in_flight[id(info)] = info
+        self.report_job_submission(info)
+
+    # ---- watching ----------------------------------------------------------------------------
+
+    async def check_active_jobs(self, active_jobs):
+        if not active_jobs:
+            return
+        async with self.status_rate_limiter:
+            states = self.status_query.states([info.external_jobid for info in active_jobs])
+        log_deadline = time.monotonic() + LOG_WAIT_S
+        for info in active_jobs:
+            watch: slurm_status.RunWatch = info.aux["watch"]
+            before = watch.state
+            verdict = watch.judge(
+                states.get(info.external_jobid),
+                time.monotonic(),
+                log_wait_s=max(0.0, log_deadline - time.monotonic()),
+            )
+            if watch.state != before:
+                note(info.job, f"imgzoo: SLURM job {info.external_jobid}: {watch.state}")
+            if isinstance(verdict, slurm_status.Running):
+                yield info
+                continue
+            with self.in_flight_lock:
+                self.in_flight.pop(id(info), None)
+            if isinstance(verdict, slurm_status.Succeeded):
+                note(info.job, success_line(watch.run, verdict.summary))
+                self.report_job_success(info)
+            else:
+                note(info.job, f"imgzoo: error: {verdict.message}")
+                self.report_job_error(info, msg=verdict.message)
+
+    def print_job_error(self, job_info, msg=None, **kwargs):
+        # The message names the job, its final state, what went wrong and its log already:
+        # Snakemake's error report without RemoteExecutor's generic hint glued to its end.
+        job_info.job.log_error(msg, external_jobid=job_info.external_jobid, **kwargs)
+
+    def cancel_jobs(self, active_jobs):
+        with self.in_flight_lock:
+            infos = {id(info): info for info in active_jobs}
+            infos.update(self.in_flight)
+            self.in_flight.clear()
+        ids = sorted({info.external_jobid for info in infos.values() if info.external_jobid})
+        if not ids:
+            return
+        slurm_status.cancel(ids)
+        for info in infos.values():
+            note(info.job, f"imgzoo: cancelled SLURM job {info.external_jobid}")
+        self.logger.info(f"cancelled {len(ids)} SLURM jobs: {' '.join(ids)}")
+
+
+@contextmanager
+def ctrl_c_deferred():
+    """Ctrl-C (KeyboardInterrupt) waits until the submission in progress is registered, so that
+    cancel_jobs knows its job: an interrupt between sbatch and the registration would leave the
+    job running unseen."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
+
+
+def note(job, line: str) -> None:
+    """Append a line to the rule's log (where the run's job id, states and outcome are kept)."""
+    for path in job.log:
+        try:
+            with open(path, "a") as f:
+                print(line, file=f)
+        except OSError:
+            pass  # a log that cannot be written must not stop the watching
+
+
+def success_line(run: slurm_submit.SubmittedRun, summary: dict) -> str:
+    acc = summary.get("final_test_acc")
+    return (
+        f"imgzoo: SLURM job {run.job_id} COMPLETED: {summary.get('status', 'done')} after "
+        f"{summary.get('epochs_completed', '?')} epochs on {summary.get('device', '?')}"
+        + (f", final test acc {acc:.4f}" if acc is not None else "")
+    )
