@@ -106,6 +106,8 @@ def test_a_point_may_run_on_some_of_the_base_datasets():
     assert spec["sweep"]["values"] == {"dropout": 0.0}  # where it runs is no swept value
     with pytest.raises(ConfigError, match=r"sweeps\.x\.points\.0\.datasets.*'tiny'.*'synthetic'"):
         study(sweeps__x={"base": "tiny", "points": [{"hidden": [4], "datasets": ["synthetic"]}]})
+    with pytest.raises(ConfigError, match=r"sweeps\.x.*no point runs on dataset 'digits'"):
+        study(sweeps__x={"base": "mlp", "points": [{"hidden": [4], "datasets": ["synthetic"]}]})
     with pytest.raises(ConfigError, match=r"sweeps\.x\.points\.0.*must set a key"):
         study(sweeps__x={"base": "tiny", "points": [{"datasets": ["digits"]}]})
 

@@ -302,6 +302,13 @@ class Study:
                         f"'{base_name}' does not run on dataset '{dataset}' (its datasets: "
                         f"{', '.join(base_datasets)})"
                     )
+        # every dataset of the base gets a sweep plot, so each needs at least one point
+        for dataset in base_datasets:
+            if not any(dataset in p.get("datasets", base_datasets) for p in points):
+                raise ConfigError(
+                    f"config '{where}': no point runs on dataset '{dataset}' of the base "
+                    f"experiment '{base_name}'; list only the datasets the sweep covers there"
+                )
         for point in points:
             values = {k: v for k, v in point.items() if k not in POINT_KEYS}
             exp = copy.deepcopy(base)

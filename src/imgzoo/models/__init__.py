@@ -62,6 +62,23 @@ def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **mod
     return input_normalizer.attach(model, normalizer, in_chans, family)
 
 
+def default_args(name: str) -> dict:
+    """Every model argument of a family or preset with the value `create` uses when the config
+    gives none: the builder's defaults, overridden by the preset's. Tuples come back as lists,
+    as a config writes them."""
+    try:
+        family, preset_args = catalog.resolve(name)
+    except KeyError:
+        raise unknown_name("model", name, catalog.known_models()) from None
+    params = inspect.signature(_builder(family)).parameters.values()
+    defaults = {
+        p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for p in params
+        if p.name not in _DATA_PARAMS and p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, "normalizer": "fixed", **preset_args}
+
+
 def first_layer_tiles(model):
     """(tiles float32 (K, h, w), kind) for the weight grids, or None if the model has no view."""
     # torch.compile wraps the model; the tiles live on the original module.
