@@ -16,17 +16,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-# Runs the default study (config/config.yaml) on the built-in datasets, then builds the HTML
-# report when a table or figure is newer than it (so a second `make run` does nothing).
+# The default study (config/config.yaml, `name: default`) writes under results/default/.
+DEFAULT_RESULTS := results/default
+REPORT := $(DEFAULT_RESULTS)/report.html
+
+# Runs the default study on the built-in datasets, then builds the HTML report when a table or
+# figure is newer than it (so a second `make run` does nothing).
 run: venv
 	snakemake --profile profiles/local
-	@if [ ! -e results/report.html ] || \
-	    [ -n "$$(find results/tables results/figures -newer results/report.html -print -quit)" ]; \
-	then snakemake --profile profiles/local --report results/report.html; \
-	else echo "results/report.html is up to date"; fi
+	@if [ ! -e $(REPORT) ] || \
+	    [ -n "$$(find $(DEFAULT_RESULTS)/tables $(DEFAULT_RESULTS)/figures -newer $(REPORT) -print -quit)" ]; \
+	then snakemake --profile profiles/local --report $(REPORT); \
+	else echo "$(REPORT) is up to date"; fi
 
 report: venv
-	snakemake --profile profiles/local --report results/report.html
+	snakemake --profile profiles/local --report $(REPORT)
 
 test: venv
 	$(BIN)/python -m pytest
@@ -41,5 +45,6 @@ format: venv
 	ruff format src tests
 	snakefmt .
 
+# Every study's results (results/<study>/), not only the default's.
 clean:
-	rm -rf results/data results/runs results/tables results/figures results/logs results/report.html .snakemake
+	rm -rf results/*/ .snakemake

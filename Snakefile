@@ -1,13 +1,12 @@
 # imgzoo: every experiment x dataset x seed becomes a training run; aggregation rules turn the
 # run logs into tables, curves and weight grids; `snakemake --report` bundles them.
 # Logic lives in src/imgzoo (testable without Snakemake); the rules only call its command line.
+# No `configfile:` here on purpose: a study is exactly the --configfile files given (default
+# config/config.yaml), read by imgzoo.config.load_study in workflow/rules/common.smk.
 
 from snakemake.utils import min_version
 
 min_version("9.0")
-
-
-configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

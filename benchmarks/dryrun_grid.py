@@ -1,4 +1,4 @@
-"""Time `snakemake -n` over a 2,000-run grid (issue 5's target: under 30 s).
+"""Time `snakemake -n` over a 2,000-run grid (target: under 30 s, docs/performance.md).
 
 The grid: 20 experiments, each with a 4-point learning-rate sweep (100 experiments in all),
 x 2 built-in datasets x 10 seeds = 2,000 training runs, plus their weight grids, curves, sweep

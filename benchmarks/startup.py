@@ -1,10 +1,10 @@
-"""Time from process start to the first training step of `imgzoo train` (issue 5: under 10 s).
+"""Time from process start to the first training step of `imgzoo train` (target: under 10 s).
 
 For each default experiment (config/config.yaml: mlp, resnet18, mixer) on `digits`, starts
 `imgzoo train ... --threads 1 epochs=1` as the workflow's rule does, through a thin wrapper that
-prints a timestamp when the Trainer's stop flag is first asked (the start of step 1) and times
-the phases on the way: interpreter up, `import imgzoo.train` (torch), the model's build (its
-family's imports: timm for mixer), the first step. The child is stopped at its first step.
+prints a timestamp when the first `TrainStep` starts (its batch made) and times the phases on the
+way: interpreter up, `import imgzoo.train` (torch), the model's build (its family's imports: timm
+for mixer), the first step. The child is stopped at its first step.
 Prints the median of the repeats and which heavy packages were loaded by then.
 
     python benchmarks/startup.py [--repeats 3] [--experiments mlp resnet18 mixer]
@@ -28,27 +28,25 @@ HEAVY = ("torch", "torch._dynamo", "torchvision", "timm", "einops", "h5py", "skl
 CHILD = r"""
 import sys, time
 print(f"@ start {time.time()} {time.process_time()}", file=sys.stderr, flush=True)
-import imgzoo.train as T
+import imgzoo.train
 print(f"@ imported {time.time()} {time.process_time()}", file=sys.stderr, flush=True)
-create = T.create
+import imgzoo.training.network as N
+from imgzoo.training.step import TrainStep
+create = N.create
 def timed_create(*a, **k):
     print(f"@ model_build {time.time()} {time.process_time()}", file=sys.stderr, flush=True)
     model = create(*a, **k)
     print(f"@ model_built {time.time()} {time.process_time()}", file=sys.stderr, flush=True)
     return model
-T.create = timed_create
-train_epoch = T.Trainer._train_epoch
-def first_step_hook(self, epoch, progress):
-    flag = self.stop_flag
-    def flag_with_clock():
-        heavy = " ".join(m for m in HEAVY if m in sys.modules)
-        now, cpu = time.time(), time.process_time()
-        print(f"@ first_step {now} {cpu} {heavy}", file=sys.stderr, flush=True)
-        self.stop_flag = flag
-        return flag()
-    self.stop_flag = flag_with_clock
-    return train_epoch(self, epoch, progress)
-T.Trainer._train_epoch = first_step_hook
+N.create = timed_create
+step = TrainStep.__call__
+def first_step(self, *a, **k):
+    heavy = " ".join(m for m in HEAVY if m in sys.modules)
+    now, cpu = time.time(), time.process_time()
+    print(f"@ first_step {now} {cpu} {heavy}", file=sys.stderr, flush=True)
+    TrainStep.__call__ = step
+    return step(self, *a, **k)
+TrainStep.__call__ = first_step
 from imgzoo.cli import main
 sys.exit(main(sys.argv[1:]))
 """

@@ -195,13 +195,44 @@ def test_summary_mean_std_excludes_diverged(table_dir):
     assert list(summary.sweep.fillna("")) == ["", "lr", "lr", "lr", "", ""]
 
 
+def test_summary_marks_the_best_experiment_per_dataset(table_dir):
+    summary = pd.read_csv(table_dir / "summary.csv").set_index(["dataset", "experiment"])
+    # digits: alpha@lr=0.001 (0.70 and 0.72) beats alpha (0.67) and the rest; beta's diverged
+    # seed (0.99) does not count; synthetic: alpha is alone
+    assert list(summary.index[summary.best]) == [
+        ("digits", "alpha@lr=0.001"),
+        ("synthetic", "alpha"),
+    ]
+    md = (table_dir / "summary.md").read_text(encoding="utf-8")
+    assert next(line for line in md.splitlines() if "alpha@lr=0.001" in line).count("| *") == 1
+    assert sum("| *" in line for line in md.splitlines()) == 2
+
+
+def test_tied_experiments_are_all_marked_best_and_a_lost_one_never(tmp_path):
+    paths = [
+        make_log(tmp_path, name, seed, val=[0.5], test=[test], status=status)
+        for name, tests, status in [
+            ("x", [0.5, 0.7], "completed"),
+            ("y", [0.7, 0.5], "completed"),  # the same mean as x: a tie
+            ("z", [0.4, 0.5], "completed"),
+            ("lost", [0.9, 0.9], "diverged"),
+        ]
+        for seed, test in enumerate(tests)
+    ]
+    tables.write_tables(paths, tmp_path / "t")
+    summary = pd.read_csv(tmp_path / "t" / "summary.csv")
+    assert list(summary.experiment[summary.best]) == ["x", "y"]
+
+
 def test_markdown_and_html_show_percent_mean_std(table_dir):
     for name in ("summary.md", "summary.html"):
         text = (table_dir / name).read_text(encoding="utf-8")
         assert "67.00 ± 7.07" in text  # alpha: test_acc_at_best_val
         assert "78.00 ± 16.97" in text  # alpha: final_test_acc
         assert "37.50 ± 10.61" in text  # beta without its diverged seed
-        assert "40.00" in text and "40.00 ±" not in text  # the single-seed run
+        # the single-seed run (synthetic, the last row): numbers without a std
+        single = text[text.index("synthetic") :]
+        assert "40.00" in single and "±" not in single
     runs_md = (table_dir / "runs.md").read_text(encoding="utf-8")
     assert " 62.00 |" in runs_md and "diverged" in runs_md  # right-aligned number
     html = (table_dir / "runs.html").read_text(encoding="utf-8")
@@ -361,9 +392,13 @@ def test_a_run_passed_twice_is_an_error(logs, tmp_path):
 def test_aggregation_never_imports_torch(logs, tmp_path):
     script = f"""
 import json, sys
-from imgzoo.aggregate import curves, sweeps, tables, weights
+from imgzoo.aggregate import comparisons, curves, headline, reproduction, sweeps, tables, weights
 paths = json.loads(sys.argv[1])
 tables.write_tables(paths, {str(tmp_path)!r})
+published = [dict(experiment="alpha", dataset="digits", value=60, measures="best_test")]
+reproduction.write_reproduction(paths, published, {str(tmp_path)!r})
+headline.write_headline(paths, published, {str(tmp_path)!r})
+comparisons.write_comparisons(paths, [["alpha", "beta"]], {str(tmp_path)!r})
 curves.write_curves(paths, {str(tmp_path / "c.png")!r})
 sweeps.write_sweep_plot(paths, "lr", {str(tmp_path / "s.png")!r})
 weights.write_weight_grid({str(logs["weights"])!r}, {str(tmp_path / "w.png")!r})

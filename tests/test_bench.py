@@ -1,4 +1,5 @@
-"""`imgzoo bench` runs on a tiny config and writes CSV and JSON with the documented columns.
+"""benchmarks/train_step.py runs on a tiny config and writes CSV and JSON with the documented
+columns.
 
 These tests never assert a timing: only that the numbers are there, finite and positive.
 """
@@ -6,14 +7,21 @@ These tests never assert a timing: only that the numbers are there, finite and p
 import csv
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from imgzoo import bench
-from imgzoo.cli import main
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# As `python benchmarks/train_step.py` runs it: its folder first on the path (reference_loop).
+sys.path.insert(0, str(BENCHMARKS))
+import train_step as bench  # noqa: E402
+
+main = bench.main
 
 TINY = [
-    "bench", "--models", "mlp", "--image-size", "8", "--batch-size", "16", "--steps", "2",
+    "--models", "mlp", "--image-size", "8", "--batch-size", "16", "--steps", "2",
     "--warmup", "1", "--train-size", "120", "--test-size", "40", "--threads", "1",
     "--model-args", 'mlp={"hidden": [32]}',
 ]
@@ -81,9 +89,8 @@ def test_bench_with_the_reference_loop(tmp_path):
 
 
 def test_reference_transform_is_the_write_ups_recipe():
+    from reference_loop import train_transform
     from torchvision import transforms
-
-    from imgzoo.bench_reference import train_transform
 
     names = [type(t) for t in train_transform(32, "standard", [0.5] * 3, [0.2] * 3).transforms]
     assert names == [
@@ -122,3 +129,20 @@ def test_a_missed_share_within_the_noise_says_so():
     assert "MISSED, within the noise of the rounds (+-5.0%)" in bench.report([], meta, noisy)
     row["outside_share_noise"] = 0.01
     assert "MISSED\n" in bench.report([], meta, bench.check_targets([row])) + "\n"
+
+
+def test_the_targets_come_from_the_performance_page():
+    targets = bench.load_targets()
+    assert targets["outside_share_max"]["cpu"]["mlp"] == 0.15
+    assert targets["speedup_min"]["mixer"] == 2.0 and 0 < targets["eval_share_max"] < 1
+
+
+def test_the_documented_command_runs(tmp_path):
+    """`python benchmarks/train_step.py ...`, as README and docs/performance.md give it."""
+    out = tmp_path / "bench.json"
+    command = [sys.executable, str(BENCHMARKS / "train_step.py"), *TINY, "--no-reference"]
+    result = subprocess.run([*command, "--out", str(out)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "train img/s" in result.stdout
+    (row,) = json.loads(out.read_text())["rows"]
+    assert _positive(row["train_img_s"])

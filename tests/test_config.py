@@ -32,6 +32,60 @@ def test_default_config_resolves():
     assert study.run_spec("synthetic", "mlp", 0)["data"]["image_size"] == 16
 
 
+def test_a_study_file_is_the_whole_study_and_names_its_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a checkout: the default study lies in config/config.yaml
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump({**BASE, "name": "default"}))
+    (tmp_path / "other.yaml").write_text(
+        yaml.safe_dump({"datasets": ["synthetic"], "experiments": {"mix": {"model": "mixer"}}})
+    )
+    other = load_study(["other.yaml"])
+    assert list(other.experiments) == ["mix"] and other.config["datasets"] == ["synthetic"]
+    assert other.name == "other" and other.layout.root == "results/other"
+    assert other.config["slurm"]["log_dir"] == "results/other/logs/slurm"
+    assert load_study().name == "default"  # no file given: the default study
+    assert load_study(["config/config.yaml"]).layout.run_log("digits", "mlp", 0) == (
+        "results/default/runs/digits/mlp/seed0/metrics.h5"
+    )
+
+
+def test_files_merge_in_order_and_overrides_come_last(tmp_path):
+    (tmp_path / "a.yaml").write_text(yaml.safe_dump({**BASE, "train": {"lr": 0.1, "epochs": 2}}))
+    (tmp_path / "b.yaml").write_text(yaml.safe_dump({"train": {"lr": 0.2}, "seeds": [3, 4]}))
+    study = load_study([tmp_path / "a.yaml", tmp_path / "b.yaml"], {"seeds": [5], "name": "x"})
+    assert study.train["lr"] == 0.2 and study.train["epochs"] == 2  # merged key by key
+    assert study.config["seeds"] == [5] and study.name == "x"
+    assert sorted(study.experiments) == ["mlp", "res"]
+    with pytest.raises(ConfigError, match="config 'name': name 'a b' may use only"):
+        load_study([tmp_path / "a.yaml"], {"name": "a b"})
+
+
+def test_runs_with_equal_settings_are_trained_once():
+    config = with_changes(
+        experiments={"mlp": {"model": "mlp"}, "mlp2": {"model": "mlp", "lr": 0.001}},
+        sweeps={"s": {"base": "mlp", "grid": {"lr": [0.001, 0.01]}}},
+        seeds=[0, 1],
+    )
+    study = Study(config)
+    assert {(r.experiment, r.seed): f.experiment for r, f in study.same_as.items()} == {
+        ("mlp2", 0): "mlp", ("mlp2", 1): "mlp", ("mlp@lr=0.001", 0): "mlp",
+        ("mlp@lr=0.001", 1): "mlp",
+    }
+    assert {r.experiment for r in study.trained_runs} == {"mlp", "mlp@lr=0.01"}
+    sweep_runs = study.runs_of("digits", sweep="s")
+    assert study.logs_of(sweep_runs) == [
+        study.layout.run_log("digits", e, s) for e in ("mlp", "mlp@lr=0.01") for s in (0, 1)
+    ]
+    assert study.repeats_of(sweep_runs)[0] == {
+        "log": study.layout.run_log("digits", "mlp", 0),
+        "experiment": "mlp@lr=0.001",
+        "sweep": {"name": "s", "base": "mlp", "values": {"lr": 0.001}},
+    }
+    # another seed, another dataset or another SLURM resource: only the seed and dataset count
+    config["experiments"]["mlp2"]["resources"] = {"cpus": 2}
+    assert len(Study(config).same_as) == 4
+
+
 def test_defaults_and_experiment_overrides():
     study = Study(with_changes())
     assert study.config["launcher"] == "local"
@@ -118,6 +172,17 @@ BAD_CONFIGS = [
     ("unknown launcher", {"launcher": "slurm"}, "'slurm'"),
     ("unknown augmentation", {"train": {"augment": "standart"}}, "standard"),
     ("reserved character in a name", {"experiments": {"a@b": {"model": "mlp"}}}, "'a@b'"),
+    ("unknown dataset option", {"data": {"digits": {"val_fractoin": 0.2}}}, "val_fraction"),
+    ("bad dataset option value", {"data": {"synthetic": {"image_size": 2}}}, "image_size"),
+    ("bad checksum", {"data": {"cifar10": {"checksum": "xyz"}}}, "data.cifar10"),
+    ("compare with an unknown baseline", {"compare": {"baseline": "mpl"}}, "compare.baseline"),
+    (
+        "compare an unknown pair",
+        {"compare": {"pairs": [["mlp", "rez"]]}},
+        "'rez' (did you mean res",
+    ),
+    ("compare a pair of one", {"compare": {"pairs": [["mlp"]]}}, "compare.pairs.0"),
+    ("unknown compare key", {"compare": {"base": "mlp"}}, "'base'"),
 ]
 
 
@@ -153,3 +218,28 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
 def test_missing_config_file(tmp_path, capsys):
     assert main(["check", "--config", str(tmp_path / "nope.yaml")]) == 2
     assert "nope.yaml: cannot read config file" in capsys.readouterr().err
+
+
+def test_compare_pairs_and_baseline():
+    config = with_changes(
+        experiments={
+            "mlp": {"model": "mlp"},
+            "res": {"model": "resnet18"},
+            "mix": {"model": "mixer"},
+            "syn": {"model": "mlp", "datasets": ["synthetic"]},  # shares no dataset with mlp
+        },
+        sweeps={"lr": {"base": "mix", "grid": {"lr": [0.1]}}},
+        compare={"baseline": "mlp", "pairs": [["res", "mix"], ["mix@lr=0.1", "mlp"]]},
+    )
+    # pairs first, then every other experiment against the baseline; each pair once
+    assert Study(config).comparisons() == [
+        ("res", "mix"),
+        ("mix@lr=0.1", "mlp"),
+        ("res", "mlp"),
+        ("mix", "mlp"),
+    ]
+    assert Study(with_changes()).comparisons() == []
+    with pytest.raises(ConfigError, match=r"compare.pairs.0': 'mlp' and 'syn' share no dataset"):
+        Study({**config, "compare": {"pairs": [["mlp", "syn"]]}})
+    with pytest.raises(ConfigError, match="compares 'res' with itself"):
+        Study({**config, "compare": {"pairs": [["res", "res"]]}})

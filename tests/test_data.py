@@ -217,10 +217,10 @@ def test_unknown_dataset_suggests_the_closest(tmp_path):
 
 
 def test_unknown_option_is_named(tmp_path):
-    with pytest.raises(ConfigError, match="unknown option 'imge_size' for dataset 'synthetic'.*"
+    with pytest.raises(ConfigError, match="dataset 'synthetic': unknown option 'imge_size'.*"
                                           "image_size"):
         data.prepare("synthetic", {"imge_size": 8}, tmp_path / "x.h5")
-    with pytest.raises(ConfigError, match="'source' for dataset 'digits'"):
+    with pytest.raises(ConfigError, match="dataset 'digits': unknown option 'source'"):
         data.prepare("digits", {"source": "x"}, tmp_path / "x.h5")
 
 

@@ -8,7 +8,7 @@ import yaml
 
 from imgzoo import data, runlog
 from imgzoo.cli import main
-from imgzoo.train import CHECKPOINT
+from imgzoo.paths import CHECKPOINT
 
 CONFIG = {
     "datasets": ["digits"],
@@ -289,12 +289,9 @@ def test_full_disk_while_checkpointing_keeps_the_previous_file(world, tmp_path, 
 
     import torch
 
-    from imgzoo.config import Study
-    from imgzoo.train import Trainer
+    from imgzoo.training import checkpoint
 
-    spec = Study(CONFIG).run_spec("digits", "mlp", 0)
-    trainer = Trainer(spec, world / "digits.h5", tmp_path, threads=1)
-    trainer._save_checkpoint({"format": "imgzoo.checkpoint", "epoch": 1})
+    checkpoint.save_atomic({"format": "imgzoo.checkpoint", "epoch": 1}, tmp_path / CHECKPOINT)
     before = (tmp_path / CHECKPOINT).read_bytes()
 
     def full_disk(obj, f, *args, **kwargs):
@@ -304,7 +301,7 @@ def test_full_disk_while_checkpointing_keeps_the_previous_file(world, tmp_path, 
 
     monkeypatch.setattr(torch, "save", full_disk)
     with pytest.raises(OSError, match="No space left"):
-        trainer._save_checkpoint({"format": "imgzoo.checkpoint", "epoch": 2})
+        checkpoint.save_atomic({"format": "imgzoo.checkpoint", "epoch": 2}, tmp_path / CHECKPOINT)
     assert (tmp_path / CHECKPOINT).read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT]
 

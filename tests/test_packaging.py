@@ -1,9 +1,9 @@
 """pyproject.toml and environment.yml list the same packages, and the layout is as documented."""
 
 import re
+import tomllib
 from pathlib import Path
 
-import tomllib
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]

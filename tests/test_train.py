@@ -12,11 +12,15 @@ import pytest
 import torch
 import yaml
 
+import imgzoo
 from imgzoo import data, runlog
 from imgzoo.cli import main
 from imgzoo.config import Study, apply_overrides
 from imgzoo.errors import CheckpointError
-from imgzoo.train import CHECKPOINT, Preempted, Trainer, train
+from imgzoo.paths import BEST_MODEL, CHECKPOINT, METRICS, MODEL
+from imgzoo.train import Preempted, build_parts, train
+from imgzoo.training import checkpoint
+from imgzoo.training.evaluate import confusion_matrix, evaluate
 
 # Series that must match exactly between runs (times and throughput never do).
 EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
@@ -79,7 +83,11 @@ def test_run_learns_and_writes_a_complete_log(digits, steps, tmp_path):
     assert read.attrs["num_params"] == 8 * 8 * 64 + 64 + 64 * 10 + 10
     assert len(read.steps["loss"]) == 3 * steps
     assert read.config["train"]["epochs"] == 3
-    assert (tmp_path / "model.pt").exists() and not (tmp_path / CHECKPOINT).exists()
+    assert read.attrs["schema_version"] == runlog.SCHEMA_VERSION == 2
+    assert read.attrs["model"] == "mlp" and read.attrs["family"] == "mlp"
+    assert read.attrs["imgzoo_version"] == imgzoo.version()
+    assert (tmp_path / MODEL).exists() and (tmp_path / BEST_MODEL).exists()
+    assert not (tmp_path / CHECKPOINT).exists()
 
 
 # The convnet runs channels-last (as every convolutional network does): resuming must be exact
@@ -97,30 +105,91 @@ def test_same_seed_same_numbers_and_resume_after_preemption(digits, steps, tmp_p
         np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
     np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
     np.testing.assert_array_equal(resumed.confusion, whole.confusion)
+    assert resumed.attrs["best_epoch"] == whole.attrs["best_epoch"]
+    assert_same_weights(out / BEST_MODEL, tmp_path / "whole" / BEST_MODEL)
     again = train(spec_for(experiment), digits, tmp_path / "again", threads=1)
     for key in EXACT:
         np.testing.assert_array_equal(again.epochs[key], whole.epochs[key], err_msg=key)
 
 
+CPU = torch.device("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_resume_after_preemption_is_exact_on_the_gpu(digits, steps, tmp_path):
+    """The GPU path (data and generators on the device, bf16 autocast, channels-last)."""
+    spec = spec_for("convnet", "device=cuda")
+    whole = train(spec, digits, tmp_path / "whole", threads=1)
+    assert whole.attrs["device"].startswith("cuda")
+    out = tmp_path / "resumed"
+    with pytest.raises(Preempted):
+        train(spec, digits, out, threads=1, stop_flag=stop_after(2 * steps + 5))
+    resumed = train(spec, digits, out, threads=1)
+    for key in EXACT:
+        np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
+    np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
+    np.testing.assert_array_equal(resumed.confusion, whole.confusion)
+
+
 @pytest.mark.parametrize(
     "experiment,convnet", [("convnet", True), ("mixer", False), ("mlp", False)]
 )
-def test_only_convolutional_networks_run_channels_last(digits, tmp_path, experiment, convnet):
-    trainer = Trainer(spec_for(experiment), digits, tmp_path, threads=1)
-    trainer._setup()
-    assert trainer.channels_last is convnet  # a patch embedding alone does not make a convnet
+def test_only_convolutional_networks_run_channels_last(digits, experiment, convnet):
+    parts = build_parts(spec_for(experiment), data.load(digits), CPU)
+    network = parts.network
+    assert network.channels_last is convnet  # a patch embedding alone does not make a convnet
+    assert parts.data.channels_last is convnet  # and the inputs follow the model
     if convnet:  # the last convolution: more than one input channel, so the layout shows
-        weight = [p for p in trainer.model.parameters() if p.dim() == 4][-1]
+        weight = [p for p in network.model.parameters() if p.dim() == 4][-1]
         assert weight.shape[1] > 1 and weight.is_contiguous(memory_format=torch.channels_last)
 
 
-def test_auto_eval_batch_is_the_cpus(digits, tmp_path):
-    trainer = Trainer(spec_for(), digits, tmp_path, threads=1)
-    trainer._setup()
-    assert trainer.eval_batch_size == 128
-    trainer = Trainer(spec_for("mlp", "eval_batch_size=500"), digits, tmp_path, threads=1)
-    trainer._setup()
-    assert trainer.eval_batch_size == 500
+def test_auto_eval_batch_is_the_cpus(digits):
+    assert build_parts(spec_for(), data.load(digits), CPU).eval_batch_size == 128
+    spec = spec_for("mlp", "eval_batch_size=500")
+    assert build_parts(spec, data.load(digits), CPU).eval_batch_size == 500
+
+
+def assert_same_weights(path_a, path_b):
+    a, b = (checkpoint.load_weights(p) for p in (path_a, path_b))
+    assert list(a) == list(b)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.parametrize("experiment", ["convnet", "mixer"])
+def test_the_log_describes_the_best_validation_model(digits, tmp_path, experiment):
+    """model_best.pt is the epoch of best validation accuracy (ties: the earliest, as the tables
+    select); the confusion matrix is its own; model.pt stays the last epoch's."""
+    spec = spec_for(experiment, "epochs=4")
+    log = train(spec, digits, tmp_path, threads=1)
+    best = int(np.argmax(log.epochs["val_acc"]))  # the first maximum
+    assert log.attrs["best_epoch"] == log.epochs["epoch"][best]
+    assert runlog.read(tmp_path / METRICS).attrs["best_epoch"] == log.attrs["best_epoch"]
+
+    parts = build_parts(spec, data.load(digits), CPU)  # the same network, fresh weights
+    test_y = data.load(digits).test_y
+    for weights, epoch_index in ((BEST_MODEL, best), (MODEL, -1)):
+        parts.network.model.load_state_dict(checkpoint.load_weights(tmp_path / weights))
+        result = evaluate(parts.network.net, parts.data, "test", 128, predictions=True)
+        assert result.acc == log.epochs["test_acc"][epoch_index], weights
+        if weights == BEST_MODEL:
+            np.testing.assert_array_equal(
+                confusion_matrix(test_y, result.predictions, 10), log.confusion
+            )
+    assert np.trace(log.confusion) / log.confusion.sum() == log.epochs["test_acc"][best]
+
+
+def test_a_kill_before_the_best_model_was_written_is_repaired_on_resume(digits, steps, tmp_path):
+    """Epoch 1 is always the best so far; its checkpoint is written before model_best.pt."""
+    whole = train(spec_for("mixer"), digits, tmp_path / "whole", threads=1)
+    out = tmp_path / "resumed"
+    with pytest.raises(Preempted):
+        train(spec_for("mixer"), digits, out, threads=1, stop_flag=stop_after(steps + 1))
+    (out / BEST_MODEL).unlink()
+    resumed = train(spec_for("mixer"), digits, out, threads=1)
+    np.testing.assert_array_equal(resumed.confusion, whole.confusion)
+    assert_same_weights(out / BEST_MODEL, tmp_path / "whole" / BEST_MODEL)
 
 
 def test_changed_settings_do_not_resume_a_foreign_checkpoint(digits, steps, tmp_path):

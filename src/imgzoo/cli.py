@@ -10,27 +10,65 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
+from imgzoo.config import DEFAULT_CONFIG
 from imgzoo.errors import ConfigError, ImgzooError
+from imgzoo.paths import METRICS
 
-DEFAULT_CONFIG = "config/config.yaml"
+
+def put_command_on_path() -> None:
+    """Make sure the rules' `imgzoo` command is found on PATH (Snakemake's jobs inherit it): as
+    it is, or with the folder of the Python that runs Snakemake first, where the command lies
+    beside it (a `.venv/bin/snakemake` run without activating the environment)."""
+    path = os.environ.get("PATH", "")
+    if shutil.which("imgzoo", path=path):
+        return
+    here = Path(sys.executable).parent
+    if not (here / "imgzoo").exists():
+        raise ImgzooError(
+            f"the workflow's rules call the `imgzoo` command, found neither on PATH nor in "
+            f"{here}: install the project (`make venv`) and activate its environment "
+            "(`. .venv/bin/activate`)"
+        )
+    os.environ["PATH"] = os.pathsep.join([str(here), *filter(None, [path])])
 
 
 def _study(args):
     from imgzoo.config import load_study
 
-    paths = args.config or [DEFAULT_CONFIG]
-    return load_study(paths)
+    return load_study(args.config)
 
 
 def cmd_check(args) -> int:
     study = _study(args)
-    runs = study.runs
+    if args.json:
+        runs = [
+            {
+                "spec": study.run_spec(run.dataset, run.experiment, run.seed),
+                "run_log": study.run_log(run),
+                "same_as": study.run_log(study.same_as[run]) if run in study.same_as else None,
+            }
+            for run in study.runs
+        ]
+        print(json.dumps({"study": study.name, "results": study.layout.root, "runs": runs}))
+        return 0
+    if args.list:
+        for run in study.runs:
+            first = study.same_as.get(run)
+            note = f"  (same settings as {first.experiment}: not trained again)" if first else ""
+            print(f"{study.run_dir(run)}{note}")
+    runs, trained = study.runs, study.trained_runs
+    repeats = f", {len(runs) - len(trained)} of them repeat another run's settings" if len(
+        trained
+    ) < len(runs) else ""
     print(
-        f"config OK: {len(study.experiments)} experiments, {len(study.config['datasets'])} "
-        f"datasets, {len(study.config['seeds'])} seeds -> {len(runs)} runs "
+        f"config OK: study '{study.name}' -> {study.layout.root}/: {len(study.experiments)} "
+        f"experiments, {len(study.config['datasets'])} datasets, {len(study.config['seeds'])} "
+        f"seeds -> {len(runs)} runs{repeats}: {len(trained)} trainings "
         f"(launcher: {study.config['launcher']})"
     )
     return 0
@@ -39,29 +77,40 @@ def cmd_check(args) -> int:
 def cmd_prepare(args) -> int:
     from imgzoo import data
 
+    # Options and output come from the study unless given; without a study file, no options.
+    study = None
+    has_study = args.config or Path(DEFAULT_CONFIG).exists()
+    if (args.options is None or args.out is None) and has_study:
+        study = _study(args)
     if args.options is not None:
         options = json.loads(args.options)
     else:
-        options = (
-            _study(args).data_options(args.dataset)
-            if (args.config or Path(DEFAULT_CONFIG).exists())
-            else {}
-        )
-    data.prepare(args.dataset, options, args.out)
-    print(f"prepared {args.dataset} -> {args.out}", file=sys.stderr)
+        options = study.data_options(args.dataset) if study else {}
+    if args.out is None and study is None:
+        raise ConfigError(f"prepare: give --out (no study config: {DEFAULT_CONFIG} is missing)")
+    out = args.out or study.layout.data(args.dataset)
+    data.prepare(args.dataset, options, out)
+    print(f"prepared {args.dataset} -> {out}", file=sys.stderr)
     return 0
 
 
 def cmd_train(args) -> int:
     from imgzoo.config import apply_overrides
 
+    # The workflow passes the spec and both paths; by hand, the study gives what is missing.
+    study = None if args.spec and args.data and args.out else _study(args)
     if args.spec:
         spec = json.loads(args.spec)
     else:
-        spec = _study(args).run_spec(args.dataset, args.experiment, args.seed)
+        spec = study.run_spec(args.dataset, args.experiment, args.seed)
     spec = apply_overrides(spec, args.overrides)
-    data_path = Path(args.data or f"results/data/{args.dataset}.h5")
-    out_dir = Path(args.out or f"results/runs/{args.dataset}/{args.experiment}/seed{args.seed}")
+    data_path = Path(args.data or study.layout.data(args.dataset))
+    if args.out:
+        out_dir = Path(args.out)
+    else:
+        # A run by hand with settings of its own must not pass for the study's run of that name.
+        layout = study.layout.by_hand if args.overrides else study.layout
+        out_dir = Path(layout.run_dir(args.dataset, args.experiment, args.seed))
     if args.launcher == "submitit":
         from imgzoo.launch import run_on_slurm
 
@@ -79,27 +128,105 @@ def cmd_train(args) -> int:
     progress = Progress(
         spec["train"]["epochs"], label=f"[{args.dataset}/{args.experiment}/s{args.seed}]"
     )
-    log = train(spec, data_path, out_dir, threads=args.threads, progress=progress)
+    cache = args.compile_cache or (study.layout.compile_cache if study else None)
+    log = train(spec, data_path, out_dir, threads=args.threads, progress=progress,
+                compile_cache=cache)
     epochs = log.epochs
     summary = f"{log.attrs['status']} after {len(epochs['epoch'])} epochs"
     if len(epochs["epoch"]):
         summary += f": final test acc {epochs['test_acc'][-1]:.4f}"
-    print(f"{out_dir / 'metrics.h5'}: {summary}", file=sys.stderr)
+    print(f"{out_dir / METRICS}: {summary}", file=sys.stderr)
     return 0
 
 
 def cmd_tables(args) -> int:
     from imgzoo.aggregate.tables import write_tables
 
-    write_tables([Path(p) for p in args.logs], Path(args.out_dir))
+    if args.partial:
+        from imgzoo.status import current_logs
+
+        study = _study(args)
+        logs, same_as, unfinished = current_logs(study)
+        out_dir = Path(args.out_dir or study.layout.partial.tables)
+        write_tables(logs, out_dir, same_as=same_as)
+        print(f"{out_dir}: {len(logs)} runs, {unfinished} unfinished", file=sys.stderr)
+        return 0
+    _need_logs(args, "--out-dir")
+    write_tables([Path(p) for p in args.logs], Path(args.out_dir), same_as=args.same_as)
+    return 0
+
+
+def cmd_reproduction(args) -> int:
+    from imgzoo.aggregate.reproduction import write_reproduction
+
+    logs, published = [Path(p) for p in args.logs], json.loads(args.published)
+    write_reproduction(logs, published, args.out_dir, same_as=args.same_as)
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from imgzoo.aggregate.comparisons import write_comparisons
+
+    logs, pairs = [Path(p) for p in args.logs], json.loads(args.pairs)
+    write_comparisons(logs, pairs, args.out_dir, same_as=args.same_as)
+    return 0
+
+
+def cmd_headline(args) -> int:
+    from imgzoo.aggregate.headline import write_headline
+
+    logs, published = [Path(p) for p in args.logs], json.loads(args.published)
+    write_headline(logs, published, args.out_dir, same_as=args.same_as)
     return 0
 
 
 def cmd_curves(args) -> int:
     from imgzoo.aggregate.curves import write_curves
 
-    write_curves([Path(p) for p in args.logs], Path(args.out), title=args.title)
+    if args.partial:
+        from imgzoo.status import current_logs
+
+        study = _study(args)
+        for dataset in dict.fromkeys(run.dataset for run in study.runs):
+            logs, same_as, unfinished = current_logs(study, dataset)
+            if not logs:
+                continue
+            out = Path(study.layout.partial.curves(dataset))
+            title = f"{dataset}: {unfinished} of {len(logs)} runs unfinished (mean over seeds)"
+            write_curves(logs, out, title=title, same_as=same_as)
+            print(out, file=sys.stderr)
+        return 0
+    _need_logs(args, "--out")
+    write_curves([Path(p) for p in args.logs], Path(args.out), title=args.title,
+                 same_as=args.same_as)
     return 0
+
+
+def _need_logs(args, out_option: str) -> None:
+    if not args.logs or getattr(args, out_option.lstrip("-").replace("-", "_")) is None:
+        raise ConfigError(f"{args.command}: give {out_option} and run logs, or --partial")
+
+
+def cmd_status(args) -> int:
+    import time
+
+    from imgzoo import status
+
+    study = _study(args)
+    while True:
+        runs, summary = status.study_status(study)
+        if args.json:
+            text = json.dumps(status.as_json(runs, summary)) + "\n"
+        else:
+            width = min(shutil.get_terminal_size((80, 24)).columns, 120)
+            text = status.table(runs, summary, width=max(width, 60))
+        if args.watch and sys.stdout.isatty():
+            sys.stdout.write("\033[H\033[J")  # clear the screen: a refreshed view
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        if not args.watch:
+            return 0
+        time.sleep(args.watch)
 
 
 def cmd_weights(args) -> int:
@@ -112,40 +239,13 @@ def cmd_weights(args) -> int:
 def cmd_sweep_plot(args) -> int:
     from imgzoo.aggregate.sweeps import write_sweep_plot
 
-    write_sweep_plot([Path(p) for p in args.logs], args.sweep, Path(args.out), metric=args.metric)
-    return 0
-
-
-def cmd_bench(args) -> int:
-    from imgzoo import bench
-
-    model_args = {}
-    for item in args.model_args or []:
-        name, sep, text = item.partition("=")
-        if not sep:
-            raise ConfigError(f"bench --model-args '{item}': expected NAME=JSON")
-        model_args[name] = json.loads(text)
-    rows, meta, targets = bench.run(
-        args.models or bench.DEFAULT_MODELS,
-        image_size=args.image_size,
-        batch_size=args.batch_size,
-        eval_batch_size=args.eval_batch_size,
-        device=args.device,
-        steps=args.steps,
-        warmup=args.warmup,
-        budget_s=args.budget,
-        train_size=args.train_size,
-        test_size=args.test_size,
-        threads=args.threads,
-        compile=args.compile,
-        reference=not args.no_reference,
-        model_args=model_args,
-        outputs=args.out or [],
-        # how it was started: `python -m imgzoo` runs imgzoo/__main__.py
-        argv=[sys.argv[0].replace(str(Path(__file__).with_name("__main__.py")),
-                                  "python -m imgzoo"), *sys.argv[1:]],
+    write_sweep_plot(
+        [Path(p) for p in args.logs],
+        args.sweep,
+        Path(args.out),
+        metric=args.metric,
+        same_as=args.same_as,
     )
-    print(bench.report(rows, meta, targets))
     return 0
 
 
@@ -159,16 +259,30 @@ def build_parser() -> argparse.ArgumentParser:
             "--config",
             action="append",
             metavar="FILE",
-            help=f"config file (repeatable; later ones win; default {DEFAULT_CONFIG})",
+            help=f"the study's config file (repeatable: merged in order, later ones win; "
+            f"default {DEFAULT_CONFIG})",
+        )
+        return p
+
+    def with_same_as(p):
+        p.add_argument(
+            "--same-as",
+            type=json.loads,
+            default=[],
+            metavar="JSON",
+            help="runs that repeat another run's settings: [{log, experiment, sweep}, ...] "
+            "(the workflow passes it)",
         )
         return p
 
     p = with_config(sub.add_parser("check", help="validate the config and count the runs"))
+    p.add_argument("--list", action="store_true", help="list every run's folder")
+    p.add_argument("--json", action="store_true", help="every run's resolved settings as JSON")
     p.set_defaults(func=cmd_check)
 
     p = with_config(sub.add_parser("prepare", help="prepare a dataset into an HDF5 file"))
     p.add_argument("--dataset", required=True)
-    p.add_argument("--out", required=True, help="results/data/{dataset}.h5")
+    p.add_argument("--out", help="default: the study's results/<study>/data/DATASET.h5")
     p.add_argument("--options", help="preparation options as JSON (default: from the config)")
     p.set_defaults(func=cmd_prepare)
 
@@ -176,10 +290,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--experiment", required=True)
     p.add_argument("--dataset", required=True)
     p.add_argument("--seed", type=int, required=True)
-    p.add_argument("--out", help="run folder (default results/runs/DATASET/EXPERIMENT/seedSEED)")
-    p.add_argument("--data", help="prepared dataset (default results/data/DATASET.h5)")
+    p.add_argument(
+        "--out", help="run folder (default results/<study>/runs/DATASET/EXPERIMENT/seedSEED)"
+    )
+    p.add_argument("--data", help="prepared dataset (default results/<study>/data/DATASET.h5)")
     p.add_argument("--spec", help="the resolved run spec as JSON (the workflow passes it)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    p.add_argument(
+        "--compile-cache", help="torch.compile's kernel cache (default results/<study>/cache/)"
+    )
     p.add_argument("--launcher", choices=["local", "submitit"], default="local")
     p.add_argument("--slurm", help="SLURM launcher settings as JSON (the workflow passes them)")
     p.add_argument(
@@ -190,58 +309,70 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("tables", help="runs and summary tables from run logs")
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("logs", nargs="+")
+    def with_partial(p):
+        with_config(p)
+        p.add_argument(
+            "--partial",
+            action="store_true",
+            help="from the study's runs as they stand (unfinished ones marked), into "
+            "results/<study>/partial/",
+        )
+        return p
+
+    p = with_partial(with_same_as(sub.add_parser("tables", help="runs and summary tables")))
+    p.add_argument("--out-dir")
+    p.add_argument("logs", nargs="*")
     p.set_defaults(func=cmd_tables)
 
-    p = sub.add_parser("curves", help="learning curves of one dataset's runs")
-    p.add_argument("--out", required=True)
-    p.add_argument("--title")
+    published = "published numbers as JSON: [{experiment, dataset, value (percent), measures, ...}]"
+    p = with_same_as(sub.add_parser("reproduction", help="published numbers against ours"))
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_reproduction)
+
+    p = with_same_as(sub.add_parser("compare", help="paired comparisons A - B over seeds"))
+    p.add_argument("--pairs", required=True, help='pairs as JSON: [["A", "B"], ...]')
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_compare)
+
+    p = with_same_as(sub.add_parser("headline", help="the best experiment, the verdicts"))
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_headline)
+
+    p = with_partial(with_same_as(sub.add_parser("curves", help="learning curves")))
+    p.add_argument("--out")
+    p.add_argument("--title")
+    p.add_argument("logs", nargs="*")
     p.set_defaults(func=cmd_curves)
+
+    p = with_config(sub.add_parser("status", help="where every run of the study stands"))
+    p.add_argument("--json", action="store_true", help="the status as JSON, for scripts")
+    p.add_argument(
+        "--watch",
+        type=float,
+        nargs="?",
+        const=30.0,
+        metavar="SECONDS",
+        help="refresh every SECONDS (default 30) until interrupted",
+    )
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("weights", help="first-layer weight grid of one run")
     p.add_argument("--out", required=True)
     p.add_argument("log")
     p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser("sweep-plot", help="metric against swept value for one sweep")
+    p = with_same_as(sub.add_parser("sweep-plot", help="metric against swept value for one sweep"))
     p.add_argument("--sweep", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metric", default="test_acc_at_best_val")
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_sweep_plot)
 
-    p = sub.add_parser(
-        "bench",
-        help="training/eval throughput per model, against a reference PyTorch loop",
-        description="Per model, on an in-memory synthetic dataset: images/s of the real training "
-        "step and of evaluation, the share of the step spent outside the model, peak memory, "
-        "and the same model trained by a torchvision/DataLoader reference loop.",
-    )
-    p.add_argument("--models", nargs="+", metavar="MODEL",
-                   help="families, presets or vit-small (default: mlp mixer resnet18 vit-small)")
-    p.add_argument("--model-args", action="append", metavar="MODEL=JSON",
-                   help='model_args for one model, e.g. mixer=\'{"dim": 256}\' (repeatable)')
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--eval-batch-size", type=int,
-                   help="default: the config's auto (1000 on CUDA, 128 on the CPU)")
-    p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
-    p.add_argument("--steps", type=int,
-                   help="timed steps per series (default: fit --budget, 5 to 50)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    p.add_argument("--budget", type=float, default=15.0,
-                   help="seconds per timed series when --steps is not given (default 15)")
-    p.add_argument("--train-size", type=int, default=5000, help="synthetic images (default 5000)")
-    p.add_argument("--test-size", type=int, default=1000, help="evaluation images (default 1000)")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
-    p.add_argument("--compile", action="store_true", help="train with torch.compile")
-    p.add_argument("--no-reference", action="store_true", help="skip the reference loop")
-    p.add_argument("--out", action="append", metavar="FILE",
-                   help="write the results to FILE.csv or FILE.json (repeatable)")
-    p.set_defaults(func=cmd_bench)
     return parser
 
 

@@ -22,6 +22,7 @@ import yaml
 
 from imgzoo.errors import ConfigError, unknown_name
 from imgzoo.models import catalog
+from imgzoo.paths import Layout
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -207,18 +208,24 @@ class Run:
     experiment: str
     seed: int
 
-    @property
-    def dir(self) -> str:
-        return f"results/runs/{self.dataset}/{self.experiment}/seed{self.seed}"
-
 
 class Study:
-    """A validated config, with sweeps expanded into experiments."""
+    """A validated config, with sweeps expanded into experiments.
+
+    `name` decides where the study's files go (`layout`: results/<name>/...). Runs whose
+    resolved settings are identical (a sweep point equal to its base, say) are trained once:
+    `same_as` maps each such run to the first run with its settings, and `trained_runs` leaves
+    them out.
+    """
 
     def __init__(self, config: dict):
-        from imgzoo.data import known_datasets
+        from imgzoo.data import checked_options, known_datasets
 
         self.config = validate(config)
+        self.name = self.config["name"]
+        self.layout = Layout(self.name)
+        slurm = self.config["slurm"]
+        slurm["log_dir"] = slurm["log_dir"] or self.layout.log("slurm")
         self.train = self.config["train"]
         self.experiments: dict[str, dict] = {}
         for name, exp in self.config["experiments"].items():
@@ -235,11 +242,17 @@ class Study:
                 if dataset not in known:
                     err = unknown_name("dataset", dataset, known)
                     raise ConfigError(f"config 'experiments.{name}.datasets': {err}")
-        for dataset in self.config["data"]:
+        for dataset, options in self.config["data"].items():
             if dataset not in known:
                 raise ConfigError(f"config 'data': {unknown_name('dataset', dataset, known)}")
+            try:
+                checked_options(dataset, options)
+            except ConfigError as e:
+                raise ConfigError(f"config 'data.{dataset}': {e}") from None
         if len(set(self.config["seeds"])) != len(self.config["seeds"]):
             raise ConfigError("config 'seeds': a seed is listed twice")
+        self.same_as = self._find_repeated_runs()
+        self.comparisons()  # unknown names in `compare:` stop the workflow before any job
 
     def _add_experiment(self, name: str, exp: dict, where: str | None = None) -> None:
         where = where or f"experiments.{name}"
@@ -357,6 +370,85 @@ class Study:
             for seed in self.config["seeds"]
         ]
 
+    @property
+    def trained_runs(self) -> list[Run]:
+        """The runs that train: every run but those that repeat an earlier run's settings."""
+        return [run for run in self.runs if run not in self.same_as]
+
+    def _find_repeated_runs(self) -> dict[Run, Run]:
+        first: dict[str, Run] = {}
+        repeats = {}
+        for run in self.runs:
+            key = settings_key(self.run_spec(run.dataset, run.experiment, run.seed))
+            if key in first:
+                repeats[run] = first[key]
+            else:
+                first[key] = run
+        return repeats
+
+    def run_dir(self, run: Run) -> str:
+        return self.layout.run_dir(run.dataset, run.experiment, run.seed)
+
+    def run_log(self, run: Run) -> str:
+        return self.layout.run_log(run.dataset, run.experiment, run.seed)
+
+    def runs_of(self, dataset: str | None = None, sweep: str | None = None) -> list[Run]:
+        """The runs on one dataset, or of one sweep, or both (None: any)."""
+        return [
+            run
+            for run in self.runs
+            if dataset in (None, run.dataset)
+            and sweep in (None, self.experiments[run.experiment].get("sweep", {}).get("name"))
+        ]
+
+    def logs_of(self, runs: list[Run]) -> list[str]:
+        """The run logs that hold the numbers of `runs`, each once, in the order of `runs`
+        (a run that repeats another's settings is read from that run's log)."""
+        return list(dict.fromkeys(self.run_log(self.same_as.get(run, run)) for run in runs))
+
+    def repeats_of(self, runs: list[Run]) -> list[dict]:
+        """For each of `runs` that repeats an earlier run: the log that holds its numbers and the
+        name (and sweep) to show them under. The aggregation commands take this (`--same-as`)."""
+        return [
+            {
+                "log": self.run_log(self.same_as[run]),
+                "experiment": run.experiment,
+                "sweep": self.experiments[run.experiment].get("sweep"),
+            }
+            for run in runs
+            if run in self.same_as
+        ]
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """The `compare:` pairs (A, B), compared as A - B: every `pairs` entry, then every other
+        experiment against the `baseline` where they share a dataset; each pair once."""
+        compare = self.config["compare"]
+        pairs = []
+        for i, pair in enumerate(compare["pairs"]):
+            where = f"compare.pairs.{i}"
+            for name in pair:
+                if name not in self.experiments:
+                    err = unknown_name("experiment", name, self.experiments)
+                    raise ConfigError(f"config '{where}': {err}")
+            a, b = pair
+            if a == b:
+                raise ConfigError(f"config '{where}': compares '{a}' with itself")
+            if not set(self.datasets_of(a)) & set(self.datasets_of(b)):
+                raise ConfigError(f"config '{where}': '{a}' and '{b}' share no dataset")
+            pairs.append((a, b))
+        baseline = compare.get("baseline")
+        if baseline is not None:
+            if baseline not in self.experiments:
+                err = unknown_name("experiment", baseline, self.experiments)
+                raise ConfigError(f"config 'compare.baseline': {err}")
+            pairs += [
+                (name, baseline)
+                for name in self.experiments
+                if name != baseline
+                and set(self.datasets_of(name)) & set(self.datasets_of(baseline))
+            ]
+        return list(dict.fromkeys(pairs))
+
     def data_options(self, dataset: str) -> dict:
         return dict(self.config["data"].get(dataset, {}))
 
@@ -381,15 +473,15 @@ class Study:
             )
         per_dataset = exp.get("per_dataset", {}).get(dataset, {})
         train = {**self.train, **_train_keys(exp), **_train_keys(per_dataset)}
-        model, model_args = catalog.resolve(
+        family, model_args = catalog.resolve(
             exp["model"], {**exp.get("model_args", {}), **per_dataset.get("model_args", {})}
         )
         spec = {
             "experiment": experiment,
             "dataset": dataset,
             "seed": int(seed),
-            "model": model,
-            "model_name": exp["model"],
+            "model": exp["model"],  # as configured: a family or a preset
+            "family": family,
             "model_args": model_args,
             "train": train,
             "data": self.data_options(dataset),
@@ -398,6 +490,13 @@ class Study:
         if "sweep" in exp:
             spec["sweep"] = exp["sweep"]
         return spec
+
+
+def settings_key(spec: dict) -> str:
+    """What decides a run's numbers (not its names or SLURM resources), as a comparable string:
+    two runs with the same key train the same model on the same data with the same seed."""
+    decisive = ("dataset", "seed", "model", "model_args", "train", "data")
+    return json.dumps({k: spec[k] for k in decisive}, sort_keys=True)
 
 
 def _train_keys(mapping: dict) -> dict:
@@ -418,7 +517,7 @@ def apply_overrides(spec: dict, overrides: list[str]) -> dict:
         value = coerce_numbers(yaml.safe_load(text))
         if key.startswith("model_args."):
             arg = key.removeprefix("model_args.")
-            _check_model("override", spec["model"], {arg: value})
+            _check_model("override", spec["family"], {arg: value})
             spec["model_args"][arg] = value
         elif key in spec["train"]:
             spec["train"][key] = value
@@ -430,12 +529,40 @@ def apply_overrides(spec: dict, overrides: list[str]) -> dict:
     return spec
 
 
-def load_study(paths: list[str | Path]) -> Study:
-    """A Study from one or more config files (later ones override earlier ones, key by key)."""
+DEFAULT_CONFIG = "config/config.yaml"
+
+
+def load_study(paths: list[str | Path] | None = None, overrides: dict | None = None) -> Study:
+    """The study that config files describe: the only way a study is made from files, for
+    Snakemake (common.smk) and the command line alike.
+
+    `paths` are merged in order, key by key (later files win), and nothing else is added to them:
+    no file but those given (the default study, `config/config.yaml`, only when none is given).
+    `overrides` (Snakemake's `--config KEY=VALUE`) are merged last. The study's `name` defaults to
+    the first file's name without extension.
+    """
+    paths = [Path(p) for p in (paths or [DEFAULT_CONFIG])]
     config: dict = {}
     for path in paths:
         config = merge(config, load_yaml(path))
+    config = merge(config, _typed(dict(overrides or {})))
+    config.setdefault("name", paths[0].stem)
     return Study(config)
+
+
+def _typed(value):
+    """Snakemake reads `--config seeds=[0,1]` with YAML's base loader: every scalar inside a list
+    or mapping stays a string. Read such strings as YAML would in a config file."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_typed(v) for v in value]
+    if isinstance(value, str):
+        try:
+            return coerce_numbers(yaml.safe_load(value))
+        except yaml.YAMLError:
+            return value
+    return value
 
 
 def merge(base: dict, update: dict) -> dict:

@@ -17,6 +17,7 @@ METRICS = "metrics.h5"  # the run log: the train rule's output, complete once it
 CHECKPOINT = "checkpoint.pt"  # the last finished epoch, while the run is unfinished
 MODEL = "model.pt"  # the final weights
 BEST_MODEL = "model_best.pt"  # the weights of the best-validation epoch
+PROGRESS = "progress.json"  # the run's state and history so far, rewritten every epoch
 
 
 @dataclass(frozen=True)
@@ -24,10 +25,22 @@ class Layout:
     """The results tree of one study, rooted at `results/<study name>`."""
 
     study: str
+    # a part of the study's folder laid out the same way (`partial`, `by_hand`)
+    part: str = ""
 
     @property
     def root(self) -> str:
-        return f"{RESULTS}/{self.study}"
+        return "/".join(filter(None, [RESULTS, self.study, self.part]))
+
+    @property
+    def partial(self) -> Layout:
+        return Layout(self.study, "partial")
+
+    @property
+    def by_hand(self) -> Layout:
+        """Runs made by hand with settings of their own (`imgzoo train ... KEY=VALUE`): apart,
+        so they never pass for the study's runs."""
+        return Layout(self.study, "by-hand")
 
     def data(self, dataset="{dataset}") -> str:
         """A prepared dataset (per study: preparation options differ between studies)."""
@@ -62,3 +75,8 @@ class Layout:
     @property
     def report(self) -> str:
         return f"{self.root}/report.html"
+
+    @property
+    def compile_cache(self) -> str:
+        """torch.compile's kernels, shared by the study's runs and their requeued attempts."""
+        return f"{self.root}/cache/torch-compile"

@@ -11,16 +11,20 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import h5py
 import numpy as np
 
+from imgzoo.atomic import atomic_output
 from imgzoo.errors import RunLogError
 from imgzoo.hdf5 import checked_attrs, strings
 
 SCHEMA = "imgzoo.runlog"
-SCHEMA_VERSION = 1
+# 2: the confusion matrix and the first layer are the best-validation model's (model_best.pt),
+# whose epoch is the attribute `best_epoch`; `imgzoo_version` names the commit.
+SCHEMA_VERSION = 2
 
 # Per-epoch series, in this order; every one has one value per completed epoch.
 EPOCH_SERIES = (
@@ -55,6 +59,11 @@ REQUIRED_ATTRS = (
 )
 
 STATUSES = ("completed", "diverged")
+
+
+def now() -> str:
+    """The time of day in the run log's format (ISO 8601, UTC, seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -105,38 +114,32 @@ def write(path: str | os.PathLike, log: RunLog) -> None:
     lengths = {k: len(log.epochs[k]) for k in EPOCH_SERIES}
     if len(set(lengths.values())) != 1:
         raise ValueError(f"epoch series of unequal length: {lengths}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["schema"] = SCHEMA
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            for key, value in log.attrs.items():
-                f.attrs[key] = _plain(value)
-            group = f.create_group("epochs")
-            for key in EPOCH_SERIES:
-                dtype = np.int64 if key == "epoch" else np.float64
-                group.create_dataset(key, data=np.asarray(log.epochs[key], dtype=dtype))
-            if log.steps:
-                steps = f.create_group("steps")
-                for key, values in log.steps.items():
-                    steps.create_dataset(key, data=np.asarray(values))
-            if log.confusion is not None:
-                f.create_dataset("confusion", data=np.asarray(log.confusion, dtype=np.int64))
-            f.create_dataset(
-                "class_names", data=np.array(log.class_names, dtype=h5py.string_dtype())
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        for key, value in log.attrs.items():
+            f.attrs[key] = _plain(value)
+        group = f.create_group("epochs")
+        for key in EPOCH_SERIES:
+            dtype = np.int64 if key == "epoch" else np.float64
+            group.create_dataset(key, data=np.asarray(log.epochs[key], dtype=dtype))
+        if log.steps:
+            steps = f.create_group("steps")
+            for key, values in log.steps.items():
+                steps.create_dataset(key, data=np.asarray(values))
+        if log.confusion is not None:
+            f.create_dataset("confusion", data=np.asarray(log.confusion, dtype=np.int64))
+        f.create_dataset(
+            "class_names", data=np.array(log.class_names, dtype=h5py.string_dtype())
+        )
+        if log.first_layer is not None:
+            weights = f.create_group("weights")
+            ds = weights.create_dataset(
+                "first_layer", data=np.asarray(log.first_layer, dtype=np.float32)
             )
-            if log.first_layer is not None:
-                weights = f.create_group("weights")
-                ds = weights.create_dataset(
-                    "first_layer", data=np.asarray(log.first_layer, dtype=np.float32)
-                )
-                ds.attrs["kind"] = log.first_layer_kind
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+            ds.attrs["kind"] = log.first_layer_kind
+        f.flush()
+        os.fsync(f.id.get_vfd_handle())
 
 
 def read(path: str | os.PathLike) -> RunLog:

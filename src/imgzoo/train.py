@@ -1,439 +1,66 @@
-"""One training run: a prepared dataset in memory, a model from the registry, an epoch loop that
-logs every metric, checkpoints atomically after each epoch, and resumes to the bit.
+"""One training run, start to end: `train(spec, data_path, out_dir)`.
 
-Why a resumed run equals an uninterrupted one: every random draw of an epoch (shuffle,
-augmentation, dropout) comes from generators seeded by (seed, epoch), and the checkpoint holds
-the model, optimizer and metric history at the epoch boundary. So epoch k+1 after a restart sees
-exactly the state and the random numbers it would have seen anyway.
+The parts live in `imgzoo.training` (the data on the device, the network, the step, evaluation,
+the checkpoint, the history); this module wires them into the story of one run. It checkpoints
+atomically after every epoch and resumes to the bit: every random draw of an epoch comes from
+generators seeded by (seed, epoch), and the checkpoint holds the model, optimizer and history at
+the epoch boundary, so epoch k+1 after a restart sees exactly the state and random numbers it
+would have seen anyway.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import platform
-import socket
-import sys
 import time
-import warnings
-from datetime import datetime, timezone
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
-import imgzoo
-from imgzoo import augment, data, runlog
-from imgzoo.errors import CheckpointError, ConfigError, RunFailed
-from imgzoo.models import count_params, create, first_layer_tiles
+from imgzoo import data, live, runlog
+from imgzoo.errors import CheckpointError, RunFailed
+from imgzoo.models import first_layer_tiles
+from imgzoo.paths import BEST_MODEL, CHECKPOINT, METRICS, MODEL
 from imgzoo.progress import Progress
+from imgzoo.training import checkpoint
+from imgzoo.training.device import configure, select_device, synchronize
+from imgzoo.training.device_data import TRAIN_SUBSET, DeviceData
+from imgzoo.training.evaluate import confusion_matrix, eval_batch_size, evaluate
+from imgzoo.training.history import History, run_log
+from imgzoo.training.network import Network, build_network
+from imgzoo.training.step import EpochResult, Preempted, TrainStep, train_epoch
 
-CHECKPOINT = "checkpoint.pt"
-METRICS = "metrics.h5"
-MODEL = "model.pt"
-# `eval_batch_size: auto`. On the CPU the activations of a 1000-image batch spill out of the
-# caches: batches of 128 evaluate the mixer, resnet18 and the ViT 1.5-2x faster, the MLP about as
-# fast (docs/performance.md). A GPU wants large batches.
-EVAL_BATCH_AUTO = {"cuda": 1000, "cpu": 128}
-
-
-class Preempted(Exception):
-    """Raised between steps when the launcher asked the run to stop (SLURM's warning signal)."""
+__all__ = ["CHECKPOINT", "Preempted", "RunParts", "build_parts", "train"]
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+@dataclass
+class RunParts:
+    network: Network
+    data: DeviceData
+    step: TrainStep
+    eval_batch_size: int
 
 
-def select_device(requested: str) -> torch.device:
-    """The GPU SLURM (or the user) gave us, or the CPU with a warning where none is usable."""
-    if requested == "cpu":
-        return torch.device("cpu")
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if requested == "cuda":
-        raise ConfigError("train.device is 'cuda' but torch sees no CUDA device")
-    if os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
-        warnings.warn(
-            f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} but torch has no usable "
-            "CUDA device: training on the CPU",
-            stacklevel=2,
-        )
-    return torch.device("cpu")
-
-
-def epoch_seed(seed: int, epoch: int) -> int:
-    # A fixed mix of (seed, epoch) so that every epoch's random stream stands on its own.
-    return (seed * 1_000_003 + epoch * 7_919 + 12_345) % (2**63 - 1)
-
-
-class Trainer:
-    def __init__(
-        self,
-        spec: dict,
-        data_path: str | os.PathLike,
-        out_dir: str | os.PathLike,
-        *,
-        threads: int | None = None,
-        stop_flag=None,
-    ):
-        self.spec = spec
-        self.cfg = spec["train"]
-        self.out_dir = Path(out_dir)
-        self.data_path = Path(data_path)
-        self.stop_flag = stop_flag or (lambda: False)
-        if threads:
-            torch.set_num_threads(threads)
-        self.device = select_device(self.cfg["device"])
-        self.cuda = self.device.type == "cuda"
-        if self.cuda:
-            torch.backends.cudnn.benchmark = False
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
-
-    # ---- setup --------------------------------------------------------------------------------
-
-    def _setup(self) -> None:
-        spec, cfg = self.spec, self.cfg
-        torch.manual_seed(spec["seed"])
-        self.ds = data.load(self.data_path)
-        ds = self.ds
-        to_dev = lambda a: torch.from_numpy(a).to(self.device).permute(0, 3, 1, 2).contiguous()  # noqa: E731
-        self.x = {"train": to_dev(ds.train_x), "val": to_dev(ds.val_x), "test": to_dev(ds.test_x)}
-        self.y = {
-            k: torch.from_numpy(v).to(self.device)
-            for k, v in (("train", ds.train_y), ("val", ds.val_y), ("test", ds.test_y))
-        }
-        n_sub = min(cfg["train_subset_size"], len(ds.train_y))
-        # The train split is already shuffled (stratified) at preparation: its first images are a
-        # fixed, class-balanced subset, the same for every run of the dataset.
-        self.x["train_subset"], self.y["train_subset"] = (
-            self.x["train"][:n_sub],
-            self.y["train"][:n_sub],
-        )
-        self.mean = torch.tensor(ds.mean, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(ds.std, device=self.device).view(1, -1, 1, 1)
-        self.augment = augment.build(cfg["augment"], ds.image_size)
-
-        self.model = create(
-            spec["model"],
-            num_classes=ds.num_classes,
-            image_size=ds.image_size,
-            in_chans=ds.channels,
-            **spec["model_args"],
-        ).to(self.device)
-        self.raw_input = getattr(self.model, "input_normalization", "dataset") == "raw"
-        self.num_params = count_params(self.model)
-        # Channels-last lets oneDNN (CPU) and cuDNN (GPU) skip layout conversions in every
-        # convolution: resnet18 evaluates 1.3x faster on one CPU core, trains up to 1.2x faster.
-        self.channels_last = cfg["channels_last"] and _is_convnet(self.model)
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward = torch.compile(self.model) if cfg["compile"] else self.model
-        self.optimizer = _optimizer(self.model, cfg)
-        n_train = len(ds.train_y)
-        self.steps_per_epoch = _batches(n_train, cfg["batch_size"])
-        self.total_steps = self.steps_per_epoch * cfg["epochs"]
-        self.eval_batch_size = cfg["eval_batch_size"]
-        if self.eval_batch_size == "auto":
-            self.eval_batch_size = EVAL_BATCH_AUTO["cuda" if self.cuda else "cpu"]
-
-    # ---- one batch ----------------------------------------------------------------------------
-
-    def _inputs(self, x_uint8: torch.Tensor, generator=None) -> torch.Tensor:
-        x = x_uint8.float().div_(255)
-        if generator is not None:
-            x = self.augment(x, generator)
-        if not self.raw_input:
-            x = (x - self.mean) / self.std
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _autocast(self):
-        # bf16 only on the GPU: on CPUs without native bf16 it is about 20x slower.
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.cuda)
-
-    def lr_at(self, step: int) -> float:
-        cfg = self.cfg
-        warmup = round(cfg["warmup_epochs"] * self.steps_per_epoch)
-        if step < warmup:
-            return cfg["lr"] * (step + 1) / warmup
-        if cfg["schedule"] == "constant":
-            return cfg["lr"]
-        progress = (step - warmup) / max(1, self.total_steps - warmup)
-        if cfg["schedule"] == "cosine":
-            factor = 0.5 * (1 + math.cos(math.pi * progress))
-        else:  # linear decay to min_lr
-            factor = 1 - progress
-        return cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * factor
-
-    def _loss(self, out, y):
-        smoothing = self.cfg["label_smoothing"]
-        if isinstance(out, tuple):  # auxiliary heads: their losses are summed, unweighted
-            logits, aux = out
-            loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
-            for a in aux:
-                loss = loss + F.cross_entropy(a, y, label_smoothing=smoothing)
-            return logits, loss
-        return out, F.cross_entropy(out, y, label_smoothing=smoothing)
-
-    # ---- epochs -------------------------------------------------------------------------------
-
-    def _train_epoch(
-        self, epoch: int, progress: Progress
-    ) -> tuple[float, float, np.ndarray, np.ndarray]:
-        cfg = self.cfg
-        self.model.train()
-        seed = epoch_seed(self.spec["seed"], epoch)
-        torch.manual_seed(seed)  # dropout, MixStyle and other in-model randomness
-        gen = torch.Generator(device=self.device).manual_seed(seed)
-        n = len(self.y["train"])
-        order = torch.randperm(n, device=self.device, generator=gen)
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        step_losses, step_lrs = [], []
-        step0 = (epoch - 1) * self.steps_per_epoch
-        bs = cfg["batch_size"]
-        for i in range(self.steps_per_epoch):
-            if self.stop_flag():
-                raise Preempted
-            idx = order[i * bs : (i + 1) * bs] if i < self.steps_per_epoch - 1 else order[i * bs :]
-            lr = self.lr_at(step0 + i)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            # index_select, not x[idx]: the same rows, ~20x faster on the CPU (advanced
-            # indexing takes a general path: 0.4 ms for a batch of 128 CIFAR images).
-            x = self._inputs(self.x["train"].index_select(0, idx), gen)
-            y = self.y["train"].index_select(0, idx)
-            with self._autocast():
-                logits, loss = self._loss(self.forward(x), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg["grad_clip"] > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg["grad_clip"])
-            self.optimizer.step()
-            loss_d = loss.detach().float()
-            loss_sum += loss_d * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            step_losses.append(loss_d)
-            step_lrs.append(lr)
-            if progress.wants_update() or i % 50 == 49:
-                value = loss_d.item()
-                if not math.isfinite(value):
-                    break  # diverged: the caller sees it in the epoch loss
-                progress.step(i + 1, self.steps_per_epoch, value)
-        steps = torch.stack(step_losses).cpu().numpy()
-        return (loss_sum / n).item(), correct.item() / n, steps, np.asarray(step_lrs)
-
-    @torch.inference_mode()
-    def evaluate(self, split: str, want_predictions: bool = False):
-        self.model.eval()
-        x_all, y_all = self.x[split], self.y[split]
-        bs = self.eval_batch_size
-        # Sums stay on the device until the end: no GPU sync per batch. float64, as the Python
-        # float they replace, so the sums are the same to the bit.
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        preds = []
-        for start in range(0, len(y_all), bs):
-            x = self._inputs(x_all[start : start + bs])
-            y = y_all[start : start + bs]
-            with self._autocast():
-                logits = self.forward(x)
-            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
-            pred = logits.argmax(1)
-            correct += (pred == y).sum()
-            if want_predictions:
-                preds.append(pred)
-        n = len(y_all)
-        loss, acc = loss_sum.item() / n, correct.item() / n
-        if want_predictions:
-            return loss, acc, torch.cat(preds).cpu().numpy()
-        return loss, acc
-
-    # ---- checkpoints --------------------------------------------------------------------------
-
-    def _spec_key(self) -> str:
-        return json.dumps(self.spec, sort_keys=True)
-
-    def _save_checkpoint(self, state: dict) -> None:
-        path = self.out_dir / CHECKPOINT
-        tmp = path.with_name(f".{CHECKPOINT}.{os.getpid()}.tmp")
-        try:
-            torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-
-    def _load_checkpoint(self) -> dict | None:
-        path = self.out_dir / CHECKPOINT
-        if not path.exists():
-            return None
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as e:
-            raise CheckpointError(
-                f"{path}: not a readable imgzoo checkpoint ({e.__class__.__name__}); "
-                "delete it to start the run afresh"
-            ) from None
-        if not isinstance(state, dict) or state.get("format") != "imgzoo.checkpoint":
-            raise CheckpointError(f"{path}: not an imgzoo checkpoint; delete it to start afresh")
-        if state["spec"] != self._spec_key():
-            warnings.warn(f"{path} was written with other settings: starting afresh", stacklevel=2)
-            return None
-        return state
-
-    # ---- the run ------------------------------------------------------------------------------
-
-    def run(self, progress: Progress | None = None) -> runlog.RunLog:
-        self._setup()
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        for stale in self.out_dir.glob(f".{CHECKPOINT}.*.tmp"):  # a save cut short by a kill
-            stale.unlink()
-        progress = progress or Progress(self.cfg["epochs"])
-        history = {k: [] for k in runlog.EPOCH_SERIES}
-        steps = {"loss": [], "lr": []}
-        start_time, slurm_ids, first_epoch = _now(), [], 1
-        state = self._load_checkpoint()
-        if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            history, steps = state["history"], state["steps"]
-            start_time, slurm_ids = state["start_time"], state["slurm_job_ids"]
-            first_epoch = state["epoch"] + 1
-            progress.note(f"resuming from {self.out_dir / CHECKPOINT} after epoch {state['epoch']}")
-        job_id = os.environ.get("SLURM_JOB_ID")
-        if job_id and job_id not in slurm_ids:
-            slurm_ids.append(job_id)
-
-        status, diverged_epoch = "completed", -1
-        for epoch in range(first_epoch, self.cfg["epochs"] + 1):
-            progress.start_epoch(epoch)
-            t0 = time.perf_counter()
-            try:
-                train_loss, train_acc, step_losses, step_lrs = self._train_epoch(epoch, progress)
-            except torch.cuda.OutOfMemoryError:
-                raise RunFailed(
-                    f"CUDA out of memory in experiment '{self.spec['experiment']}' (batch_size "
-                    f"{self.cfg['batch_size']}, image size {self.ds.image_size}): try a smaller "
-                    "batch_size"
-                ) from None
-            if self.cuda:
-                torch.cuda.synchronize()
-            train_time = time.perf_counter() - t0
-            if not math.isfinite(train_loss):
-                status, diverged_epoch = "diverged", epoch
-                if self.cfg["on_diverge"] == "fail":
-                    raise RunFailed(
-                        f"run {self.spec['dataset']}/{self.spec['experiment']}/seed"
-                        f"{self.spec['seed']} diverged in epoch {epoch} (loss is not finite); "
-                        "lower lr or set train.on_diverge: stop"
-                    )
-                progress.note(f"diverged in epoch {epoch}: loss is not finite; stopping")
-                break
-            val_loss, val_acc = self.evaluate("val")
-            test_loss, test_acc = self.evaluate("test")
-            _, subset_acc = self.evaluate("train_subset")
-            row = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_acc": train_acc,
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "test_loss": test_loss,
-                "test_acc": test_acc,
-                "train_subset_acc": subset_acc,
-                "lr": self.optimizer.param_groups[0]["lr"],
-                "epoch_time": time.perf_counter() - t0,
-                "images_per_s": len(self.y["train"]) / train_time,
-            }
-            for key, value in row.items():
-                history[key].append(value)
-            steps["loss"].extend(step_losses.tolist())
-            steps["lr"].extend(step_lrs.tolist())
-            progress.end_epoch(row)
-            self._save_checkpoint(
-                {
-                    "format": "imgzoo.checkpoint",
-                    "spec": self._spec_key(),
-                    "epoch": epoch,
-                    "model": self.model.state_dict(),
-                    "optimizer": self.optimizer.state_dict(),
-                    "history": history,
-                    "steps": steps,
-                    "start_time": start_time,
-                    "slurm_job_ids": slurm_ids,
-                }
-            )
-
-        return self._finish(history, steps, status, diverged_epoch, start_time, slurm_ids)
-
-    def _finish(self, history, steps, status, diverged_epoch, start_time, slurm_ids):
-        _, _, preds = self.evaluate("test", want_predictions=True)
-        k = self.ds.num_classes
-        confusion = np.zeros((k, k), dtype=np.int64)
-        np.add.at(confusion, (self.ds.test_y, preds), 1)
-        tiles = first_layer_tiles(self.model)
-        log = runlog.RunLog(
-            attrs={
-                "experiment": self.spec["experiment"],
-                "model": self.spec["model_name"],
-                "family": self.spec["model"],
-                "dataset": self.spec["dataset"],
-                "seed": self.spec["seed"],
-                "config": json.dumps(self.spec),
-                "num_params": self.num_params,
-                "status": status,
-                "diverged_epoch": diverged_epoch,
-                "epochs_planned": self.cfg["epochs"],
-                "epochs_completed": len(history["epoch"]),
-                "start_time": start_time,
-                "end_time": _now(),
-                "host": socket.gethostname(),
-                "slurm_job_ids": ",".join(slurm_ids),
-                "device": str(self.device),
-                "device_name": torch.cuda.get_device_name() if self.cuda else platform.processor(),
-                "imgzoo_version": imgzoo.__version__,
-                "torch_version": torch.__version__,
-                "python_version": sys.version.split()[0],
-            },
-            epochs={k: np.asarray(v) for k, v in history.items()},
-            confusion=confusion,
-            class_names=list(self.ds.class_names),
-            first_layer=tiles[0] if tiles else None,
-            first_layer_kind=tiles[1] if tiles else "",
-            steps={k: np.asarray(v) for k, v in steps.items()},
-        )
-        torch.save(self.model.state_dict(), self.out_dir / MODEL)
-        runlog.write(self.out_dir / METRICS, log)
-        (self.out_dir / CHECKPOINT).unlink(missing_ok=True)
-        return log
-
-
-def _batches(n: int, batch_size: int) -> int:
-    # A last batch of one image would break BatchNorm: fold it into the one before.
-    full, rest = divmod(n, batch_size)
-    return max(1, full + (1 if rest > 1 else 0))
-
-
-def _is_convnet(model: torch.nn.Module) -> bool:
-    """More convolutions than a transformer's patch embedding: channels-last pays off."""
-    return sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) > 1
-
-
-def _optimizer(model: torch.nn.Module, cfg: dict) -> torch.optim.Optimizer:
-    params, lr, wd = model.parameters(), cfg["lr"], cfg["weight_decay"]
-    name = cfg["optimizer"]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd)
-    if name == "momentum":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg["momentum"], weight_decay=wd)
-    if name == "adam":  # weight_decay as L2 in the gradient, as torch.optim.Adam defines it
-        return torch.optim.Adam(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(cfg["betas"]), weight_decay=wd)
+def build_parts(spec: dict, prepared, device: torch.device) -> RunParts:
+    """The parts a run of `spec` trains with, on the prepared dataset (the benchmark builds its
+    parts here too, so that it measures what a run does)."""
+    cfg = spec["train"]
+    torch.manual_seed(spec["seed"])  # the model's initial weights
+    network = build_network(spec, prepared, device)
+    device_data = DeviceData(
+        prepared,
+        device,
+        seed=spec["seed"],
+        batch_size=cfg["batch_size"],
+        augmentation=cfg["augment"],
+        train_subset_size=cfg["train_subset_size"],
+        normalize=network.normalize,
+        channels_last=network.channels_last,
+    )
+    step = TrainStep(network, cfg, steps_per_epoch=device_data.steps_per_epoch, device=device)
+    return RunParts(network, device_data, step, eval_batch_size(cfg, device))
 
 
 def train(
@@ -444,10 +71,174 @@ def train(
     threads: int | None = None,
     stop_flag=None,
     progress: Progress | None = None,
+    compile_cache: str | os.PathLike | None = None,
 ) -> runlog.RunLog:
-    """Run (or resume) one training run and write its metrics.h5; returns the log."""
-    # cuBLAS needs this workspace setting to be deterministic; it must be set before CUDA starts.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    trainer = Trainer(spec, data_path, out_dir, threads=threads, stop_flag=stop_flag)
-    return trainer.run(progress)
+    """Run (or resume) one training run and write its metrics.h5; returns the log.
+
+    `stop_flag()`, asked before every step, makes the run raise Preempted when true (the last
+    finished epoch is on disk); `progress` shows the epochs (default: a bar or lines on stderr);
+    `compile_cache`: where torch.compile keeps its kernels (with `compile: true`), so that the
+    other runs of a study and a requeued attempt do not compile them again.
+    """
+    cfg, out_dir = spec["train"], Path(out_dir)
+    if cfg["compile"] and compile_cache:
+        os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(compile_cache).absolute()))
+    progress = progress or Progress(cfg["epochs"])
+    device = select_device(cfg["device"])
+    configure(device, threads, deterministic=cfg["deterministic"])
+
+    # The dataset on the device, the model (its initial weights from the run's seed), the step.
+    prepared = data.load(data_path)
+    with out_of_memory(spec, "setup"):
+        parts = build_parts(spec, prepared, device)
+    network, step = parts.network, parts.step
+
+    # Where an earlier attempt stopped, or the start.
+    out_dir.mkdir(parents=True, exist_ok=True)
+    history, first_epoch = _resume(spec, out_dir, parts, progress)
+    history.add_attempt(os.environ.get("SLURM_JOB_ID"))
+
+    # What the run shows while it goes: progress.json, TensorBoard files (imgzoo.live).
+    tensorboard = live.TensorBoardLog(out_dir) if live.tensorboard_enabled() else None
+    status, diverged_epoch = "completed", -1
+    for epoch in range(first_epoch, cfg["epochs"] + 1):
+        progress.start_epoch(epoch)
+        t0 = time.perf_counter()
+        result = _train_epoch(spec, parts, epoch, stop_flag, progress)
+        synchronize(device)
+        train_time = time.perf_counter() - t0
+        if not math.isfinite(result.loss):
+            _diverged(spec, epoch, progress)
+            status, diverged_epoch = "diverged", epoch
+            break
+        with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
+            row = _epoch_row(epoch, result, parts, train_time)
+        row["epoch_time"] = time.perf_counter() - t0  # training and evaluation
+        improved = history.add_epoch(row, result.step_losses, result.step_lrs)
+        progress.end_epoch(row)
+        checkpoint.save(
+            out_dir / CHECKPOINT,
+            spec=spec,
+            epoch=epoch,
+            model=network.model,
+            optimizer=step.optimizer,
+            history=history.state(),
+        )
+        if improved:  # after the checkpoint that names its epoch (see _resume)
+            checkpoint.save_atomic(network.model.state_dict(), out_dir / BEST_MODEL)
+        _show(spec, out_dir, history, network, tensorboard)
+
+    # The final weights; then the best-validation model, which the log's confusion matrix and
+    # first layer describe, as its headline accuracy does.
+    checkpoint.save_atomic(network.model.state_dict(), out_dir / MODEL)
+    if history.best_epoch > 0:
+        network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL))
+    with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
+        test = evaluate(network.net, parts.data, "test", parts.eval_batch_size, predictions=True)
+    log = run_log(
+        spec,
+        history,
+        status=status,
+        diverged_epoch=diverged_epoch,
+        num_params=network.num_params,
+        device=device,
+        confusion=confusion_matrix(prepared.test_y, test.predictions, prepared.num_classes),
+        class_names=prepared.class_names,
+        first_layer=first_layer_tiles(network.model),
+    )
+    runlog.write(out_dir / METRICS, log)
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    _show(spec, out_dir, history, network, tensorboard, status=status)
+    if tensorboard is not None:
+        tensorboard.close()
+    return log
+
+
+def _show(spec, out_dir, history: History, network, tensorboard, status="running") -> None:
+    """The epoch just finished (or the end, with the run's final status) in progress.json and
+    TensorBoard."""
+    live.write_progress(out_dir, spec, history.epochs, num_params=network.num_params,
+                        status=status, started=history.start_time)
+    if tensorboard is not None and status == "running":
+        tensorboard.add_epochs(history.epochs, first=history.epochs_completed - 1)
+
+
+def _resume(spec, out_dir: Path, parts: RunParts, progress) -> tuple[History, int]:
+    """(history, first epoch to run): from the checkpoint of an earlier attempt, if any."""
+    checkpoint.remove_temporaries(out_dir, (CHECKPOINT, BEST_MODEL, MODEL))
+    state = checkpoint.load(out_dir / CHECKPOINT, spec)
+    if state is None:
+        (out_dir / BEST_MODEL).unlink(missing_ok=True)  # another run's
+        return History(), 1
+    parts.network.model.load_state_dict(state["model"])
+    parts.step.optimizer.load_state_dict(state["optimizer"])
+    history = History(state["history"])
+    # model_best.pt is written after the checkpoint of its epoch: a kill between the two leaves
+    # the checkpoint's weights as the only copy of the best ones.
+    if history.best_epoch == state["epoch"]:
+        checkpoint.save_atomic(parts.network.model.state_dict(), out_dir / BEST_MODEL)
+    elif not (out_dir / BEST_MODEL).exists():
+        raise CheckpointError(
+            f"{out_dir / BEST_MODEL}: missing, and {CHECKPOINT} needs it; delete "
+            f"{out_dir / CHECKPOINT} to start the run afresh"
+        )
+    progress.note(f"resuming from {out_dir / CHECKPOINT} after epoch {state['epoch']}")
+    return history, state["epoch"] + 1
+
+
+def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> EpochResult:
+    steps = parts.data.steps_per_epoch
+    with out_of_memory(spec, "training", f"batch_size {spec['train']['batch_size']}"):
+        return train_epoch(
+            parts.step,
+            parts.data.batches(epoch),
+            first_step=(epoch - 1) * steps,
+            total_steps=steps,
+            stop_flag=stop_flag or (lambda: False),
+            progress=progress,
+        )
+
+
+@contextmanager
+def out_of_memory(spec: dict, stage: str, setting: str | None = None):
+    """A GPU out of memory in `stage` (training, evaluation, setup) as one line naming the
+    setting to lower (`setting`, e.g. "batch_size 512") instead of a traceback."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError:
+        where = f"{stage} of experiment '{spec['experiment']}' on {spec['dataset']}"
+        if setting is None:
+            advice = "the dataset and the model do not fit on this GPU: ask for a larger one"
+        else:
+            advice = f"{setting}: try a smaller {setting.split()[0]}"
+        raise RunFailed(f"CUDA out of memory in {where} ({advice})") from None
+
+
+def _diverged(spec, epoch: int, progress) -> None:
+    """The loss stopped being finite: fail the run, or note it and let the run end here."""
+    if spec["train"]["on_diverge"] == "fail":
+        raise RunFailed(
+            f"run {spec['dataset']}/{spec['experiment']}/seed{spec['seed']} diverged in epoch "
+            f"{epoch} (loss is not finite); lower lr or set train.on_diverge: stop"
+        )
+    progress.note(f"diverged in epoch {epoch}: loss is not finite; stopping")
+
+
+def _epoch_row(epoch: int, result: EpochResult, parts: RunParts, train_time: float) -> dict:
+    """The epoch's values of runlog.EPOCH_SERIES but its time: training, then evaluation."""
+    net, batch = parts.network.net, parts.eval_batch_size
+    val = evaluate(net, parts.data, "val", batch)
+    test = evaluate(net, parts.data, "test", batch)
+    subset = evaluate(net, parts.data, TRAIN_SUBSET, batch)
+    return {
+        "epoch": epoch,
+        "train_loss": result.loss,
+        "train_acc": result.acc,
+        "val_loss": val.loss,
+        "val_acc": val.acc,
+        "test_loss": test.loss,
+        "test_acc": test.acc,
+        "train_subset_acc": subset.acc,
+        "lr": result.lr,
+        "images_per_s": parts.data.size("train") / train_time,
+    }

@@ -1,30 +1,110 @@
 # Aggregation reads run logs only (never the models): tables, curves, weight grids, sweeps.
+# `--same-as` names the runs that repeat another run's settings: they were trained once and are
+# shown under each of their names.
 
 
 rule tables:
     input:
         run_logs(),
     output:
-        runs_csv="results/tables/runs.csv",
-        runs_md="results/tables/runs.md",
+        runs_csv=LAYOUT.table("runs", "csv"),
+        runs_md=LAYOUT.table("runs", "md"),
         runs_html=report(
-            "results/tables/runs.html",
+            LAYOUT.table("runs", "html"),
             caption="../report/runs.rst",
             category="Tables",
         ),
-        summary_csv="results/tables/summary.csv",
-        summary_md="results/tables/summary.md",
+        summary_csv=LAYOUT.table("summary", "csv"),
+        summary_md=LAYOUT.table("summary", "md"),
         summary_html=report(
-            "results/tables/summary.html",
+            LAYOUT.table("summary", "html"),
             caption="../report/summary.rst",
             category="Tables",
         ),
     log:
-        "results/logs/aggregate/tables.log",
+        LAYOUT.log("aggregate", "tables.log"),
     conda:
         "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.runs_csv),
+        same_as=repeated_runs(),
     shell:
-        "imgzoo tables --out-dir results/tables {input:q} > {log} 2>&1"
+        "imgzoo tables --out-dir {params.out_dir:q} --same-as {params.same_as:q}"
+        " {input:q} > {log:q} 2>&1"
+
+
+rule reproduction:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("reproduction", "csv"),
+        md=LAYOUT.table("reproduction", "md"),
+        html=report(
+            LAYOUT.table("reproduction", "html"),
+            caption="../report/reproduction.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "reproduction.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        published=published_json(),
+        same_as=repeated_runs(),
+    shell:
+        "imgzoo reproduction --published {params.published:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+
+
+rule comparisons:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("comparisons", "csv"),
+        md=LAYOUT.table("comparisons", "md"),
+        html=report(
+            LAYOUT.table("comparisons", "html"),
+            caption="../report/comparisons.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "comparisons.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        pairs=comparisons_json(),
+        same_as=repeated_runs(),
+    shell:
+        "imgzoo compare --pairs {params.pairs:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+
+
+# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
+rule headline:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("headline", "csv"),
+        md=LAYOUT.table("headline", "md"),
+        rst=LAYOUT.table("headline", "rst"),
+        html=report(
+            LAYOUT.table("headline", "html"),
+            caption="../report/headline.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "headline.log"),
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        published=published_json(),
+        same_as=repeated_runs(),
+    shell:
+        "imgzoo headline --published {params.published:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
 
 
 rule curves:
@@ -32,32 +112,35 @@ rule curves:
         lambda w: run_logs(w.dataset),
     output:
         report(
-            "results/figures/{dataset}/curves.png",
+            LAYOUT.curves(),
             caption="../report/curves.rst",
             category="Learning curves",
             subcategory="{dataset}",
         ),
     log:
-        "results/logs/aggregate/curves-{dataset}.log",
+        LAYOUT.log("aggregate", "curves-{dataset}.log"),
     conda:
         "../../environment.yml"
+    params:
+        same_as=lambda w: repeated_runs(w.dataset),
     shell:
-        "imgzoo curves --title {wildcards.dataset} --out {output} {input:q} > {log} 2>&1"
+        "imgzoo curves --title {wildcards.dataset} --out {output:q}"
+        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
 
 
 rule weight_grid:
     input:
-        "results/runs/{dataset}/{experiment}/seed{seed}/metrics.h5",
+        LAYOUT.run_log(),
     output:
         report(
-            "results/figures/{dataset}/{experiment}/seed{seed}/first_layer.png",
+            LAYOUT.weight_grid(),
             caption="../report/weights.rst",
             category="First-layer weights",
             subcategory="{dataset}",
             labels={"experiment": "{experiment}", "seed": "{seed}"},
         ),
     log:
-        "results/logs/aggregate/weights-{dataset}-{experiment}-seed{seed}.log",
+        LAYOUT.log("aggregate", "weights-{dataset}-{experiment}-seed{seed}.log"),
     conda:
         "../../environment.yml"
     shell:
@@ -66,20 +149,21 @@ rule weight_grid:
 
 rule sweep_plot:
     input:
-        sweep_logs,
+        lambda w: run_logs(w.dataset, w.sweep),
     output:
         report(
-            "results/figures/{dataset}/sweep-{sweep}.png",
+            LAYOUT.sweep_plot(),
             caption="../report/sweep.rst",
             category="Sweeps",
             subcategory="{dataset}",
         ),
     log:
-        "results/logs/aggregate/sweep-{dataset}-{sweep}.log",
+        LAYOUT.log("aggregate", "sweep-{dataset}-{sweep}.log"),
     conda:
         "../../environment.yml"
     params:
         metric=lambda w: STUDY.sweeps[w.sweep]["metric"],
+        same_as=lambda w: repeated_runs(w.dataset, w.sweep),
     shell:
         "imgzoo sweep-plot --sweep {wildcards.sweep:q} --metric {params.metric}"
-        " --out {output:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --out {output:q} {input:q} > {log:q} 2>&1"

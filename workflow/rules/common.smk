@@ -1,19 +1,30 @@
-# Input functions and the resolved study. imgzoo.config validates the config (schema + names)
-# before any job runs and expands sweeps; everything here only asks it questions.
+# The resolved study and the input functions. imgzoo.config loads the study files, validates them
+# (schema + names) before any job runs and expands sweeps; everything here only asks it questions.
+# The study is exactly the files given with --configfile (config/config.yaml when none is given),
+# merged in order, plus --config overrides: the Snakefile declares no configfile of its own, so
+# nothing of another study leaks in. Its files go to results/<study name>/ (imgzoo.paths).
 
 import json
 import os
 import shlex
 import sys
 
-from imgzoo.config import Study
-from imgzoo.errors import ConfigError
+from imgzoo.cli import put_command_on_path
+from imgzoo.config import load_study
+from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view
 
 try:
-    STUDY = Study(config)
+    STUDY = load_study(
+        workflow.config_settings.configfiles, workflow.config_settings.config
+    )
+    # The rules call `imgzoo`: found even where the environment was not activated.
+    put_command_on_path()
 except ConfigError as error:
     sys.exit(f"imgzoo: config error: {error}")
+except ImgzooError as error:
+    sys.exit(f"imgzoo: error: {error}")
+LAYOUT = STUDY.layout
 
 
 wildcard_constraints:
@@ -47,51 +58,57 @@ localrules:
     curves,
     weight_grid,
     sweep_plot,
+    reproduction,
+    comparisons,
+    headline,
     all,
 
 
-def run_logs(dataset=None):
-    return [
-        f"{run.dir}/metrics.h5"
-        for run in STUDY.runs
-        if dataset is None or run.dataset == dataset
-    ]
+def run_logs(dataset=None, sweep=None):
+    """The logs that hold the numbers of a dataset's or a sweep's runs (all runs: None)."""
+    return STUDY.logs_of(STUDY.runs_of(dataset, sweep))
 
 
-def sweep_logs(wildcards):
-    return [
-        f"{run.dir}/metrics.h5"
-        for run in STUDY.runs
-        if run.dataset == wildcards.dataset
-        and STUDY.experiments[run.experiment].get("sweep", {}).get("name")
-        == wildcards.sweep
-    ]
+def repeated_runs(dataset=None, sweep=None):
+    """Runs that show another run's numbers under their own name (`--same-as` JSON)."""
+    return json.dumps(STUDY.repeats_of(STUDY.runs_of(dataset, sweep)))
 
 
 def weight_grids():
     if not STUDY.config["report"]["weight_grids"]:
         return []
     return [
-        f"results/figures/{run.dataset}/{run.experiment}/seed{run.seed}/first_layer.png"
-        for run in STUDY.runs
+        LAYOUT.weight_grid(run.dataset, run.experiment, run.seed)
+        for run in STUDY.trained_runs
         if has_first_layer_view(STUDY.experiments[run.experiment]["model"])
     ]
 
 
 def sweep_plots():
     return [
-        f"results/figures/{dataset}/sweep-{name}.png"
+        LAYOUT.sweep_plot(dataset, name)
         for name, sweep in STUDY.sweeps.items()
         for dataset in STUDY.datasets_of(sweep["base"])
     ]
 
 
+def published_json():
+    return json.dumps(STUDY.published(), sort_keys=True)
+
+
+def comparisons_json():
+    return json.dumps(STUDY.comparisons())
+
+
 def all_outputs():
     datasets = sorted({run.dataset for run in STUDY.runs})
     return [
-        "results/tables/runs.csv",
-        "results/tables/summary.csv",
-        *[f"results/figures/{d}/curves.png" for d in datasets],
+        LAYOUT.table("runs"),
+        LAYOUT.table("summary"),
+        LAYOUT.table("headline", "rst"),
+        *([LAYOUT.table("reproduction")] if STUDY.published() else []),
+        *([LAYOUT.table("comparisons")] if STUDY.comparisons() else []),
+        *[LAYOUT.curves(d) for d in datasets],
         *weight_grids(),
         *sweep_plots(),
     ]

@@ -1,12 +1,12 @@
 rule prepare_dataset:
     output:
-        "results/data/{dataset}.h5",
+        LAYOUT.data(),
     log:
-        "results/logs/data/{dataset}.log",
+        LAYOUT.log("data", "{dataset}.log"),
     conda:
         "../../environment.yml"
     params:
         options=lambda w: json.dumps(STUDY.data_options(w.dataset), sort_keys=True),
     shell:
         "imgzoo prepare --dataset {wildcards.dataset} --options {params.options:q}"
-        " --out {output} > {log} 2>&1"
+        " --out {output:q} > {log:q} 2>&1"

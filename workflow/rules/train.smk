@@ -5,11 +5,11 @@
 
 rule train:
     input:
-        data="results/data/{dataset}.h5",
+        data=LAYOUT.data(),
     output:
-        metrics="results/runs/{dataset}/{experiment}/seed{seed}/metrics.h5",
+        metrics=LAYOUT.run_log(),
     log:
-        "results/logs/train/{dataset}/{experiment}/seed{seed}.log",
+        LAYOUT.log("train", "{dataset}", "{experiment}", "seed{seed}.log"),
     conda:
         "../../environment.yml"
     threads: 1
@@ -29,8 +29,9 @@ rule train:
         slurm=slurm_settings,
         launcher=STUDY.config["launcher"],
         outdir=lambda w, output: os.path.dirname(output.metrics),
+        compile_cache=LAYOUT.compile_cache,
     shell:
         "imgzoo train --experiment {wildcards.experiment:q} --dataset {wildcards.dataset}"
-        " --seed {wildcards.seed} --data {input.data} --out {params.outdir:q}"
+        " --seed {wildcards.seed} --data {input.data:q} --out {params.outdir:q}"
         " --threads {threads} --launcher {params.launcher} --spec {params.spec:q}"
-        " --slurm {params.slurm:q} 2>&1 | tee {log:q}"
+        " --slurm {params.slurm:q} --compile-cache {params.compile_cache:q} 2>&1 | tee {log:q}"

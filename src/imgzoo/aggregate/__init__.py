@@ -1,36 +1,58 @@
 """Aggregation: run logs in, tables and figures out.
 
-- `tables.write_tables(log_paths, out_dir)`: runs.{csv,md,html} and summary.{csv,md,html}
-- `curves.write_curves(log_paths, out_png, title=None)`: accuracy and loss against epoch
+- `tables.write_tables(log_paths, out_dir, same_as=())`: runs.{csv,md,html}, summary.{csv,md,html}
+- `curves.write_curves(log_paths, out_png, title=None, same_as=())`: accuracy and loss vs epoch
 - `weights.write_weight_grid(log_path, out_png)`: a run's first layer as grayscale tiles
-- `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=...)`: metric vs swept value
+- `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=..., same_as=())`: metric vs
+  swept value
+- `reproduction.write_reproduction(log_paths, published, out_dir, same_as=())`: published
+  numbers against ours
+- `comparisons.write_comparisons(log_paths, pairs, out_dir, same_as=())`: paired A − B over seeds
+- `headline.write_headline(log_paths, published, out_dir, same_as=())`: per dataset the best
+  experiment and the reproduction verdicts, also as reStructuredText for the report's front page
+(`same_as`: runs shown under another name, see `read_logs`.)
 
-It reads run logs only (h5py, numpy, pandas, matplotlib) and never imports torch, the models or
-the training loop: the aggregation rules then run in seconds anywhere, a login node included.
-This module holds what the four share: reading logs and writing outputs atomically. It imports
+It reads run logs only (h5py, numpy, pandas, matplotlib, scipy) and never imports torch, the
+models or the training loop: the aggregation rules then run in seconds anywhere, a login node
+included. This module holds what they share: reading logs and writing outputs atomically
+(`imgzoo.atomic`). It imports
 no submodule, so `import imgzoo.aggregate.tables` does not pull in matplotlib.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import os
-from contextlib import contextmanager
-from pathlib import Path
 
 from imgzoo import runlog
+from imgzoo.atomic import atomic_output, atomic_write_text
 from imgzoo.errors import RunLogError
 
 
-def read_logs(log_paths) -> list[runlog.RunLog]:
-    """Read every log, in the order given (the order decides the order of rows and lines).
+def read_logs(log_paths, same_as=()) -> list[runlog.RunLog]:
+    """Read every log, in the order given (the order decides the order of rows and lines); an
+    item may also be a RunLog already in memory (an unfinished run's, say).
+
+    `same_as` lists runs that repeat another run's settings and so were not trained again: each
+    entry {"log", "experiment", "sweep"} adds that log once more under the run's own name (and
+    sweep), its attribute `same_run_as` naming the experiment that trained it.
 
     An unreadable log raises RunLogError naming its file: a table that silently lacks a run would
     be wrong without anyone noticing. So does a run passed twice, which would count twice.
     """
+    given = [p if isinstance(p, runlog.RunLog) else runlog.read(p) for p in log_paths]
+    by_path = {str(log.path): log for log in given}
+    repeats = [
+        shown_as(
+            by_path.get(str(entry["log"])) or runlog.read(entry["log"]),
+            entry["experiment"],
+            entry.get("sweep"),
+        )
+        for entry in same_as
+    ]
     logs, seen = [], {}
-    for path in log_paths:
-        log = runlog.read(path)
+    for log in [*given, *repeats]:
+        path = log.path
         key = (log.attrs["dataset"], log.attrs["experiment"], int(log.attrs["seed"]))
         if key in seen:
             raise RunLogError(
@@ -40,6 +62,22 @@ def read_logs(log_paths) -> list[runlog.RunLog]:
         seen[key] = path
         logs.append(log)
     return logs
+
+
+def shown_as(log: runlog.RunLog, experiment: str, sweep: dict | None) -> runlog.RunLog:
+    """`log` under another experiment name (and sweep): a run whose settings equal the logged
+    run's, which the workflow therefore did not train twice."""
+    config = {**run_config(log), "experiment": experiment}
+    config.pop("sweep", None)
+    if sweep:
+        config["sweep"] = sweep
+    attrs = {
+        **log.attrs,
+        "experiment": experiment,
+        "config": json.dumps(config),
+        "same_run_as": str(log.attrs["experiment"]),
+    }
+    return dataclasses.replace(log, attrs=attrs)
 
 
 def run_config(log: runlog.RunLog) -> dict:
@@ -58,25 +96,8 @@ def sweep_of(log: runlog.RunLog) -> dict | None:
     return run_config(log).get("sweep") or None
 
 
-@contextmanager
-def atomic_output(path):
-    """Yield a temporary path beside `path`, renamed to `path` only when the block succeeds.
-
-    Snakemake and the report then never see a half-written table or figure.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_text(path, text: str) -> None:
-    with atomic_output(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    atomic_write_text(path, text)
 
 
 def new_figure(figsize):

@@ -66,12 +66,18 @@ def _line_label(values: dict, x: str, dataset: str, several_datasets: bool) -> s
 
 
 def write_sweep_plot(
-    log_paths, sweep_name: str, out_png, metric: str = "test_acc_at_best_val", x: str | None = None
+    log_paths,
+    sweep_name: str,
+    out_png,
+    metric: str = "test_acc_at_best_val",
+    x: str | None = None,
+    same_as=(),
 ) -> None:
-    """Plot `metric` of sweep `sweep_name` against its swept value `x` into `out_png`."""
+    """Plot `metric` of sweep `sweep_name` against its swept value `x` into `out_png`; `same_as`:
+    sweep points whose numbers are another run's (see `imgzoo.aggregate.read_logs`)."""
     if metric not in METRICS:
         raise ConfigError(f"unknown sweep metric '{metric}' (known: {', '.join(METRICS)})")
-    x, base, rows = _points(read_logs(log_paths), sweep_name, x)
+    x, base, rows = _points(read_logs(log_paths, same_as), sweep_name, x)
     datasets = list(dict.fromkeys(row["dataset"] for row in rows))
     xs_all = list(dict.fromkeys(row["values"].get(x) for row in rows))
     kind = _axis_kind(xs_all)

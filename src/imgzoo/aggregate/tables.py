@@ -11,10 +11,18 @@ left blank for a single seed, where it is undefined. Diverged runs count in `n_s
 
 Rows: by dataset, then experiment in the order of first appearance in `log_paths`, with the
 experiments of one sweep together (at the place of the sweep's first experiment), then seed.
+
+Best: the summary's `best` column marks, per dataset, the experiment with the highest mean
+`test_acc_at_best_val`. Ties are not broken: every experiment at the maximum is marked (with a
+small test set equal means are common, and picking one by name or order would be arbitrary).
+
+`write_table` writes any table as CSV (the data) and Markdown and HTML (the display): the
+reproduction, comparison and headline tables use it too.
 """
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +30,15 @@ import pandas as pd
 
 from imgzoo.aggregate import read_logs, sweep_of, write_text
 
-ACCURACIES = ("test_acc_at_best_val", "final_test_acc", "best_val_acc", "train_subset_acc")
+ACCURACIES = (
+    "test_acc_at_best_val",
+    "final_test_acc",
+    "best_val_acc",
+    "final_val_acc",
+    "train_subset_acc",
+)
+# The metric that ranks experiments: test accuracy at the epoch the validation set chose.
+SELECTED = "test_acc_at_best_val"
 METRICS = (*ACCURACIES, "train_time_s", "images_per_s")
 
 RUN_COLUMNS = (
@@ -37,18 +53,30 @@ RUN_COLUMNS = (
     "best_epoch",
     *METRICS,
     "diverged_epoch",
+    "same_run_as",
 )
-SUMMARY_KEYS = ("dataset", "sweep", "experiment", "n_seeds", "n_diverged", "params", "epochs")
+SUMMARY_KEYS = (
+    "dataset",
+    "sweep",
+    "experiment",
+    "best",
+    "n_seeds",
+    "n_diverged",
+    "params",
+    "epochs",
+)
 
 # Display precision (Markdown / HTML): accuracies are shown in percent.
 _DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "images_per_s": 0}
 _SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "images_per_s": 1.0}
 
-_TEXT_COLUMNS = ("dataset", "sweep", "experiment", "model", "status")
+# Columns aligned left in Markdown; every other column holds numbers and is aligned right.
+TEXT_COLUMNS = ("dataset", "sweep", "experiment", "best", "model", "status", "same_run_as")
 _NOTE = (
     "Accuracies in percent. test_acc_at_best_val: test accuracy at the epoch of best validation "
     "accuracy (the model-selection metric). Summary: mean ± sample std over seeds (no std for a "
-    "single seed); diverged runs are counted in n_diverged and left out of mean ± std."
+    "single seed); diverged runs are counted in n_diverged and left out of mean ± std; "
+    "best (*) marks the highest mean test_acc_at_best_val of each dataset (ties: all marked)."
 )
 
 
@@ -89,10 +117,13 @@ def run_row(log) -> dict:
         "test_acc_at_best_val": at_best,
         "final_test_acc": _last(test),
         "best_val_acc": best_val,
+        "final_val_acc": _last(val),
         "train_subset_acc": _last(_finite(series["train_subset_acc"])),
         "train_time_s": float(np.nansum(times)) if np.isfinite(times).any() else np.nan,
         "images_per_s": float(np.nanmean(speeds)) if np.isfinite(speeds).any() else np.nan,
         "diverged_epoch": diverged_epoch if diverged_epoch >= 0 else None,
+        # a run with the same settings as another was not trained again: whose numbers these are
+        "same_run_as": str(attrs.get("same_run_as", "")),
     }
 
 
@@ -133,13 +164,13 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
     for (dataset, sweep, experiment), group in runs.groupby(
         ["dataset", "sweep", "experiment"], sort=False
     ):
-        good = group[group["status"] != "diverged"]
+        good = group[group["status"] == "completed"]  # not diverged, nor unfinished
         row = {
             "dataset": dataset,
             "sweep": sweep,
             "experiment": experiment,
             "n_seeds": len(group),
-            "n_diverged": len(group) - len(good),
+            "n_diverged": int((group["status"] == "diverged").sum()),
             "params": int(group["params"].iloc[0]),
             # what the experiment asked for: a diverged seed's completed count says less
             "epochs": int(group["epochs_planned"].max()),
@@ -148,10 +179,30 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(good[metric])
         rows.append(row)
     columns = [*SUMMARY_KEYS, *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))]
-    return pd.DataFrame(rows, columns=columns)
+    summary = pd.DataFrame(rows, columns=columns)
+    summary["best"] = best_mask(summary)
+    return summary
 
 
-def _number(value, metric: str) -> str:
+def best_mask(summary: pd.DataFrame) -> pd.Series:
+    """True for each dataset's experiment(s) with the highest mean `SELECTED`; all tied ones.
+
+    An experiment without a mean (every seed diverged) is never the best. Means equal to within
+    1e-12 are a tie: the mean of the same numbers summed in another order may differ in the
+    last bit.
+    """
+    means = summary[f"{SELECTED}_mean"].astype(float)
+    top = means.groupby(summary["dataset"]).transform("max")
+    return pd.Series(np.isfinite(means) & (means >= top - 1e-12), index=summary.index)
+
+
+def percent(value, digits: int = 2) -> str:
+    """A fraction shown in percent ('' for a missing value)."""
+    return "" if pd.isna(value) else f"{value * 100.0:.{digits}f}"
+
+
+def format_number(value, metric: str) -> str:
+    """A value of one of METRICS as the Markdown/HTML tables show it."""
     if pd.isna(value):
         return ""
     return f"{value * _SCALE[metric]:.{_DIGITS[metric]}f}"
@@ -164,17 +215,18 @@ def _header(metric: str) -> str:
 def _runs_display(runs: pd.DataFrame) -> pd.DataFrame:
     shown = runs[list(RUN_COLUMNS)].astype(object)
     for metric in METRICS:
-        shown[metric] = [_number(v, metric) for v in runs[metric]]
+        shown[metric] = [format_number(v, metric) for v in runs[metric]]
     shown = shown.rename(columns={m: _header(m) for m in METRICS})
     return shown.map(lambda v: "" if v is None or v is pd.NA else str(v))
 
 
 def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     shown = summary[list(SUMMARY_KEYS)].astype(str)
+    shown["best"] = ["*" if best else "" for best in summary["best"]]
     for metric in METRICS:
         pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_std"], strict=True)
         shown[_header(metric)] = [
-            _number(m, metric) + (f" ± {_number(s, metric)}" if not pd.isna(s) else "")
+            format_number(m, metric) + (f" ± {format_number(s, metric)}" if not pd.isna(s) else "")
             for m, s in pairs
         ]
     return shown
@@ -190,36 +242,63 @@ _CSS = (
 )
 
 
-def _html(shown: pd.DataFrame, title: str) -> str:
+def _html(shown: pd.DataFrame, title: str, note: str) -> str:
     table = shown.to_html(index=False, border=0)
     return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
-        f"<style>{_CSS}</style></head>\n<body>\n<h3>{title}</h3>\n<p>{_NOTE}</p>\n"
-        f"{table}\n</body></html>\n"
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
+        f"<style>{_CSS}</style></head>\n<body>\n<h3>{escape(title)}</h3>\n"
+        f"<p>{escape(note)}</p>\n{table}\n</body></html>\n"
     )
 
 
-def _markdown(shown: pd.DataFrame, title: str) -> str:
+def markdown_table(shown: pd.DataFrame, text_columns=TEXT_COLUMNS) -> str:
+    """`shown` as a Markdown table: text columns aligned left, numbers right, kept as written."""
     # disable_numparse: tabulate would otherwise re-format "93.10" as 93.1
-    align = ["left" if c in _TEXT_COLUMNS else "right" for c in shown.columns]
-    table = shown.to_markdown(index=False, disable_numparse=True, colalign=align)
-    return f"## {title}\n\n{_NOTE}\n\n{table}\n"
+    align = ["left" if c in text_columns else "right" for c in shown.columns]
+    return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
 
 
-def write_tables(log_paths, out_dir) -> None:
-    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir`.
+def write_table(
+    out_dir,
+    name: str,
+    data: pd.DataFrame,
+    shown: pd.DataFrame,
+    *,
+    title: str,
+    note: str,
+    text_columns=TEXT_COLUMNS,
+) -> None:
+    """Write `name`.csv (the `data`, numbers unrounded) and `name`.md and `name`.html (the
+    `shown` strings, under `title` and `note`) into `out_dir`, each atomically."""
+    out_dir = Path(out_dir)
+    write_text(out_dir / f"{name}.csv", data.to_csv(index=False))
+    markdown = markdown_table(shown, text_columns)
+    write_text(out_dir / f"{name}.md", f"## {title}\n\n{note}\n\n{markdown}\n")
+    write_text(out_dir / f"{name}.html", _html(shown, title, note))
+
+
+def write_tables(log_paths, out_dir, same_as=()) -> None:
+    """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir` (`same_as`: runs shown
+    under another name, see `imgzoo.aggregate.read_logs`).
 
     Every log is read before any file is written, so an unreadable log (RunLogError naming
     it) leaves the previous tables as they were.
     """
-    out_dir = Path(out_dir)
-    runs = runs_frame(read_logs(log_paths))
+    runs = runs_frame(read_logs(log_paths, same_as))
     summary = summary_frame(runs)
-    outputs = {
-        "runs": (runs[list(RUN_COLUMNS)], _runs_display(runs), "imgzoo runs"),
-        "summary": (summary, _summary_display(summary), "imgzoo summary over seeds"),
-    }
-    for name, (data, shown, title) in outputs.items():
-        write_text(out_dir / f"{name}.csv", data.to_csv(index=False))
-        write_text(out_dir / f"{name}.md", _markdown(shown, title))
-        write_text(out_dir / f"{name}.html", _html(shown, title))
+    write_table(
+        out_dir,
+        "runs",
+        runs[list(RUN_COLUMNS)],
+        _runs_display(runs),
+        title="imgzoo runs",
+        note=_NOTE,
+    )
+    write_table(
+        out_dir,
+        "summary",
+        summary,
+        _summary_display(summary),
+        title="imgzoo summary over seeds",
+        note=_NOTE,
+    )

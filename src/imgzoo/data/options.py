@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-
-from imgzoo.errors import ConfigError
+from imgzoo.errors import ConfigError, unknown_name
 
 # Options every dataset takes (the split of the official training set into train and val).
 COMMON = {
@@ -21,9 +19,7 @@ def resolve(dataset: str, own: dict, given: dict | None) -> dict:
     given = dict(given or {})
     for key in given:
         if key not in defaults:
-            close = difflib.get_close_matches(str(key), defaults, n=1, cutoff=0.5)
-            hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(defaults)}"
-            raise ConfigError(f"unknown option '{key}' for dataset '{dataset}' ({hint})")
+            raise ConfigError(f"dataset '{dataset}': {unknown_name('option', key, defaults)}")
     options = {**defaults, **given}
     integer(dataset, options, "split_seed", minimum=0)
     fraction(dataset, options, "val_fraction")

@@ -13,11 +13,19 @@ from imgzoo.data.readers import Raw
 from imgzoo.errors import ConfigError
 
 
-def prepare(name: str, options: dict | None, out_path: str | os.PathLike) -> None:
-    """Prepare dataset `name` into `out_path` (atomically: no file appears if anything fails)."""
+def checked_options(name: str, options: dict | None) -> dict:
+    """The dataset's options with their defaults, every key and value checked (ConfigError naming
+    the bad one): what `prepare` reads, and what a study checks before any job runs."""
     module = registry.reader(name)
     options = opts.resolve(name, module.OPTIONS, options)
-    raw = module.read(name, options)
+    module.check_options(name, options)
+    return options
+
+
+def prepare(name: str, options: dict | None, out_path: str | os.PathLike) -> None:
+    """Prepare dataset `name` into `out_path` (atomically: no file appears if anything fails)."""
+    options = checked_options(name, options)
+    raw = registry.reader(name).read(name, options)
     train, val = _train_val(name, raw, options)
     mean, std = stats.channel_mean_std(raw.train_x, train.rows)
     attrs = {

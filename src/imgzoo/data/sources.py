@@ -9,6 +9,7 @@ cannot be, and skip the check.
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,24 @@ SOURCE_OPTIONS = {
 }
 
 RESOURCES = Path("resources")
+_HEX = re.compile(r"^[0-9a-fA-F]{32}([0-9a-fA-F]{32})?$")
+
+
+def check_options(name: str, options: dict) -> None:
+    """The source options' values (not whether the files exist: a study is checked where it is
+    planned, which need not be where the dataset is prepared)."""
+    source, checksum = options["source"], options["checksum"]
+    if source is not None and not isinstance(source, str):
+        raise ConfigError(f"dataset '{name}': option source must be a path, got {source!r}")
+    if not (checksum in (None, True, False) or isinstance(checksum, str) and _HEX.match(checksum)):
+        raise ConfigError(f"dataset '{name}': option checksum must be an md5 (32 hex digits) "
+                          f"or sha256 (64) or false, got {checksum!r}")
+    if not isinstance(options["download"], bool):
+        raise ConfigError(f"dataset '{name}': option download must be true or false, "
+                          f"got {options['download']!r}")
+    if options["download"] and source is not None:
+        raise ConfigError(f"dataset '{name}': download: true fetches into "
+                          f"{RESOURCES / name}/; drop the source option or the download")
 
 
 @dataclass(frozen=True)
@@ -52,9 +71,6 @@ def locate(name: str, options: dict, official: Official, default: Path | None = 
     """
     source = options["source"]
     if options["download"]:
-        if source is not None:
-            raise ConfigError(f"dataset '{name}': download: true fetches into "
-                              f"{RESOURCES / name}/; drop the source option or the download")
         download(name, official)
     if source is not None:
         path = Path(source).expanduser()
@@ -100,11 +116,8 @@ def verify(name: str, path: Path, options: dict, published_md5: str) -> str:
         return sha256.hexdigest()
     if expected is None or expected is True:
         expected, what = published_md5, "the published md5"
-    elif isinstance(expected, str) and len(expected) in (32, 64):
+    else:  # a hex digest: check_options made sure
         expected, what = expected.lower(), "the checksum option"
-    else:
-        raise ConfigError(f"dataset '{name}': option checksum must be an md5 (32 hex digits) "
-                          f"or sha256 (64) or false, got {expected!r}")
     actual = (md5 if len(expected) == 32 else sha256).hexdigest()
     if actual != expected:
         raise DataError(f"{path}: checksum {actual} does not match {what} {expected} (a truncated "

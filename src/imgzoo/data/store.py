@@ -15,6 +15,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from imgzoo.atomic import atomic_output
 from imgzoo.errors import DataError
 from imgzoo.hdf5 import checked_attrs, strings
 
@@ -71,23 +72,16 @@ class Prepared:
 def write(path: str | os.PathLike, attrs: dict, class_names: list[str],
           splits: dict[str, Split]) -> None:
     """Write a prepared dataset atomically; `attrs` are the root attributes after schema ones."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["schema"] = SCHEMA
-            f.attrs["schema_version"] = SCHEMA_VERSION
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            f.create_dataset("class_names", data=np.array(class_names, dtype=h5py.string_dtype()))
-            for split_name in SPLITS:
-                _write_split(f.create_group(split_name), splits[split_name])
-            f.flush()
-            os.fsync(f.id.get_vfd_handle())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["schema"] = SCHEMA
+        f.attrs["schema_version"] = SCHEMA_VERSION
+        for key, value in attrs.items():
+            f.attrs[key] = value
+        f.create_dataset("class_names", data=np.array(class_names, dtype=h5py.string_dtype()))
+        for split_name in SPLITS:
+            _write_split(f.create_group(split_name), splits[split_name])
+        f.flush()
+        os.fsync(f.id.get_vfd_handle())
 
 
 def _write_split(group: h5py.Group, split: Split) -> None:

@@ -13,22 +13,20 @@ INPUT_NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
 
 # name -> (module, has_first_layer_view)
 FAMILIES: dict[str, tuple[str, bool]] = {
-    # --- section A: mlp, resnet, dilated, mixer ---
+    # --- MLPs, convolutional networks and the MLP-Mixer ---
     "mlp": ("imgzoo.models.mlp", True),
     # resnet18 and resnet34 share a module; it exposes build_resnet18 / build_resnet34.
     "resnet18": ("imgzoo.models.resnet", True),
     "resnet34": ("imgzoo.models.resnet", True),
     "dilated": ("imgzoo.models.dilated", True),
     "mixer": ("imgzoo.models.mixer", True),
-    # --- end of section A ---
-    # --- section B: vit, swin, tnt, perceiver, perceiver_io, pretrained ---
+    # --- attention models, and timm's ImageNet-pretrained models ---
     "vit": ("imgzoo.models.vit", True),
     "swin": ("imgzoo.models.swin", True),
     "tnt": ("imgzoo.models.tnt", True),
     "perceiver": ("imgzoo.models.perceiver", False),  # no image-shaped first layer
     "perceiver_io": ("imgzoo.models.perceiver_io", False),
     "pretrained": ("imgzoo.models.pretrained", True),  # the timm model's first conv
-    # --- end of section B ---
 }
 
 # What study 2 gave every ViT: the summed 2-D sin-cos position code and the running normaliser.
@@ -36,7 +34,7 @@ STUDY2_VIT = {"pos": "sincos2d_sum", "normalizer": "running"}
 
 # preset name -> {"model": family, "model_args": {...}}
 PRESETS: dict[str, dict] = {
-    # --- section A ---
+    # --- MLPs, convolutional networks and the MLP-Mixer ---
     # Study 1 (CIFAR-10): its MLP config.
     "mlp-1024-512-64-64-tanh": {
         "model": "mlp", "model_args": {"hidden": [1024, 512, 64, 64], "activation": "tanh"},
@@ -85,8 +83,7 @@ PRESETS: dict[str, dict] = {
         "model_args": {"patch_size": 16, "dim": 512, "depth": 8,
                        "token_mlp_ratio": 0.5, "channel_mlp_ratio": 4.0},
     },
-    # --- end of section A ---
-    # --- section B ---
+    # --- attention models, and timm's ImageNet-pretrained models ---
     # Study 2 (CIFAR-100) ViTs: patch 8 (16 tokens at 32 px), dim 256, 4 heads, MLP head via 1024,
     # its position code (row code + column code, summed) and its running input normaliser.
     # "vit" = post-norm nn.TransformerEncoderLayer style; "vitn" = pre-norm, own attention.
@@ -169,7 +166,6 @@ PRESETS: dict[str, dict] = {
     },
     "tnt-s-pretrained": {"model": "pretrained", "model_args": {"arch": "tnt_s_patch16_224"}},
     "mixer-b16-pretrained": {"model": "pretrained", "model_args": {"arch": "mixer_b16_224"}},
-    # --- end of section B ---
 }
 
 

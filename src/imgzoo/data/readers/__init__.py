@@ -1,7 +1,8 @@
 """One module per dataset, each turning its source into a `Raw` set; `prepare` does the rest.
 
-A reader module has `OPTIONS` (its own options with defaults, beside data.options.COMMON) and
-`read(name, options) -> Raw` (`name` is the dataset's name, for messages and for modules that
+A reader module has `OPTIONS` (its own options with defaults, beside data.options.COMMON),
+`check_options(name, options)` (ConfigError for a bad value; cheap, run when a study is checked)
+and `read(name, options) -> Raw` (`name` is the dataset's name, for messages and for modules that
 read more than one dataset). Readers import their heavy dependencies (scikit-learn, PIL) inside
 `read`, so listing datasets costs nothing.
 """

@@ -16,6 +16,7 @@ from imgzoo.data.readers import Raw
 from imgzoo.errors import DataError
 
 OPTIONS = dict(sources.SOURCE_OPTIONS)
+check_options = sources.check_options
 SIZE = 32
 
 

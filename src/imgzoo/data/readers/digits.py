@@ -17,10 +17,13 @@ from imgzoo.data.readers import Raw
 OPTIONS = {"test_fraction": 0.2}
 
 
+def check_options(name: str, options: dict) -> None:
+    opts.fraction(name, options, "test_fraction")
+
+
 def read(name: str, options: dict) -> Raw:
     from sklearn.datasets import load_digits  # only here: listing datasets must stay cheap
 
-    opts.fraction(name, options, "test_fraction")
     bunch = load_digits()
     raw_images = np.asarray(bunch.images, dtype=np.float64)
     raw_labels = np.asarray(bunch.target, dtype=np.int64)

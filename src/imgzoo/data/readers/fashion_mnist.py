@@ -42,12 +42,21 @@ CLASS_NAMES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", 
 IMAGES_MAGIC, LABELS_MAGIC = 0x803, 0x801  # idx: unsigned bytes, 3 or 1 dimensions
 
 
+def check_options(name: str, options: dict) -> None:
+    # The checksum option here maps each of the four files to its digest (or is false).
+    sources.check_options(name, {**options, "checksum": None})
+    _expected(name, options["checksum"])
+
+
 def read(name: str, options: dict) -> Raw:
     folder = sources.locate(name, options, OFFICIAL, default=DEBIAN)
     if not folder.is_dir():
         raise DataError(f"{folder}: the {name} source is the folder holding the four idx files "
                         f"({', '.join(MD5)}, each optionally .gz)")
     expected = _expected(name, options["checksum"])
+    if options["checksum"] is False:
+        warnings.warn(f"dataset '{name}': checksum: false, the idx files are not verified",
+                      stacklevel=2)
     digest = hashlib.sha256()
     content = {}
     for stem in MD5:
@@ -65,8 +74,6 @@ def _expected(name: str, checksum) -> dict:
     if checksum is None or checksum is True:
         return {}
     if checksum is False:
-        warnings.warn(f"dataset '{name}': checksum: false, the idx files are not verified",
-                      stacklevel=3)
         return dict.fromkeys(MD5, False)
     if isinstance(checksum, dict) and set(checksum) == set(MD5):
         return {stem: str(hex_).lower() for stem, hex_ in checksum.items()}

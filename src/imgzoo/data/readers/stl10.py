@@ -13,6 +13,7 @@ from imgzoo.data.readers import Raw
 from imgzoo.errors import DataError
 
 OPTIONS = dict(sources.SOURCE_OPTIONS)
+check_options = sources.check_options
 OFFICIAL = sources.Official("http://ai.stanford.edu/~acoates/stl10/",
                             {"stl10_binary.tar.gz": "91f7769df0f17e558f3565bffb0c7dfb"})
 ROOT = "stl10_binary"

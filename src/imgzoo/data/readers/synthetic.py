@@ -50,10 +50,13 @@ AMPLITUDE = 0.18  # pattern std in pixel units, around mid-grey 0.5
 CHUNK_VALUES = 1 << 22  # pixel values generated at a time: bounds the float64 working set
 
 
-def read(name: str, options: dict) -> Raw:
+def check_options(name: str, options: dict) -> None:
     for key, minimum in (("image_size", 4), ("channels", 1), ("num_classes", 2),
                          ("train_size", 2), ("test_size", 1), ("generator_seed", 0)):
         opts.integer(name, options, key, minimum=minimum)
+
+
+def read(name: str, options: dict) -> Raw:
     size, channels = options["image_size"], options["channels"]
     classes, seed = options["num_classes"], options["generator_seed"]
     rng = np.random.default_rng([seed, 0])

@@ -19,6 +19,7 @@ from imgzoo.data.readers import Raw
 from imgzoo.errors import DataError
 
 OPTIONS = dict(sources.SOURCE_OPTIONS)
+check_options = sources.check_options
 OFFICIAL = sources.Official("http://cs231n.stanford.edu/",
                             {"tiny-imagenet-200.zip": "90528d7ca1a48142e341f4ef8d21d0de"})
 ROOT = "tiny-imagenet-200"

@@ -1,4 +1,5 @@
-"""The model registry and families mlp, resnet18/34, dilated, mixer (catalog section A)."""
+"""The model registry, and the MLP, convolutional and MLP-Mixer families: mlp, resnet18/34,
+dilated, mixer."""
 
 import subprocess
 import sys
@@ -13,8 +14,8 @@ from imgzoo.errors import ConfigError
 from imgzoo.models import catalog
 from imgzoo.models._layers import MixStyle
 
-FAMILIES_A = ("mlp", "resnet18", "resnet34", "dilated", "mixer")
-PRESETS_A = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_A)
+FAMILIES_HERE = ("mlp", "resnet18", "resnet34", "dilated", "mixer")
+PRESETS_HERE = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_HERE)
 
 # Small widths keep the whole file fast on a 2-core CPU; the ResNets have no width argument, so
 # they use the cheap ImageNet stem (4x downsampling) from 64 px up.
@@ -42,8 +43,8 @@ def test_registry_module_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_section_a_catalog_entries():
-    for family in FAMILIES_A:
+def test_the_catalog_lists_these_families_and_their_presets():
+    for family in FAMILIES_HERE:
         assert family in catalog.FAMILIES
         assert catalog.has_first_layer_view(family)
     expected = {
@@ -51,10 +52,10 @@ def test_section_a_catalog_entries():
         "c100-resnet18-pcnorm", "c100-resnet18-gn", "c100-resnet18-ms1", "c100-resnet18-ms2",
         "c100-resnet18-ms3", "toy-dilated", "mixer-study1", "mixer-study1-json", "mixer-s16",
     }
-    assert expected <= set(PRESETS_A)
+    assert expected <= set(PRESETS_HERE)
 
 
-@pytest.mark.parametrize("name", PRESETS_A + list(FAMILIES_A))
+@pytest.mark.parametrize("name", PRESETS_HERE + list(FAMILIES_HERE))
 def test_every_family_and_preset_builds_with_the_right_head(name):
     model = make(name, size=32, classes=100).eval()
     with torch.no_grad():
@@ -67,7 +68,7 @@ def test_every_family_and_preset_builds_with_the_right_head(name):
 CASES = [(8, 10, 1), (32, 10, 3), (64, 100, 3), (96, 200, 3)]
 
 
-@pytest.mark.parametrize("family", FAMILIES_A)
+@pytest.mark.parametrize("family", FAMILIES_HERE)
 @pytest.mark.parametrize(("size", "classes", "chans"), CASES)
 def test_forward_backward(family, size, classes, chans):
     args = dict(TINY[family])

@@ -1,4 +1,5 @@
-"""Families vit, swin, tnt, perceiver, perceiver_io, pretrained (catalog section B)."""
+"""The attention families (vit, swin, tnt, perceiver, perceiver_io) and timm's ImageNet-pretrained
+models (pretrained)."""
 
 import numpy as np
 import pytest
@@ -10,9 +11,9 @@ import imgzoo.models as models
 from imgzoo.errors import ConfigError, DataError
 from imgzoo.models import catalog
 
-FAMILIES_B = ("vit", "swin", "tnt", "perceiver", "perceiver_io", "pretrained")
-PRESETS_B = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_B)
-PRETRAINED_PRESETS = sorted(n for n in PRESETS_B if catalog.PRESETS[n]["model"] == "pretrained")
+FAMILIES_HERE = ("vit", "swin", "tnt", "perceiver", "perceiver_io", "pretrained")
+PRESETS_HERE = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_HERE)
+PRETRAINED_PRESETS = sorted(n for n in PRESETS_HERE if catalog.PRESETS[n]["model"] == "pretrained")
 
 # Study 3's published parameter counts (CIFAR-10: 32 px, 3 channels, 10 classes).
 PERCEIVER_PARAMS = {
@@ -91,8 +92,8 @@ def forward_backward(model, size, chans=3, batch=2):
 # --- catalog -------------------------------------------------------------------------------
 
 
-def test_section_b_families_and_presets():
-    for family in FAMILIES_B:
+def test_the_catalog_lists_these_families_and_their_presets():
+    for family in FAMILIES_HERE:
         assert catalog.FAMILIES[family][0] == f"imgzoo.models.{family}"
     assert not catalog.has_first_layer_view("perceiver-medium")
     assert not catalog.has_first_layer_view("perceiver-io-cifar10")
@@ -119,10 +120,10 @@ def test_section_b_families_and_presets():
         "perceiver-io-stl10",
         "perceiver-io-tinyimagenet",
     }
-    assert expected <= set(PRESETS_B)
+    assert expected <= set(PRESETS_HERE)
 
 
-@pytest.mark.parametrize("name", [n for n in PRESETS_B if n not in PRETRAINED_PRESETS])
+@pytest.mark.parametrize("name", [n for n in PRESETS_HERE if n not in PRETRAINED_PRESETS])
 def test_preset_builds_at_32px(name):
     model = make(name).eval()
     with torch.no_grad():

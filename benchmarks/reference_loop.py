@@ -1,11 +1,12 @@
-"""The reference loop of `imgzoo bench`: training written the way the three write-ups do it.
+"""The reference loop of benchmarks/train_step.py: training written the way the three write-ups
+do it.
 
 A torchvision dataset of PIL images (torchvision.datasets.CIFAR10's __getitem__: one
 `Image.fromarray` per image), per-image torchvision transforms (RandomCrop(size, padding) +
 RandomHorizontalFlip + ToTensor + Normalize), a `DataLoader(shuffle=True, num_workers=2)` and a
 plain loop that reads the loss and the accuracy back every step (kentaroy47's
 vision-transformers-cifar10 loop, which study 3 built on). Same model, optimizer and batch size
-as imgzoo's run. Only the bench imports this module (and so torchvision).
+as imgzoo's run. Only the benchmark imports this module (and so torchvision and PIL).
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from PIL import Image
 from torch.utils.data import DataLoader
 from torchvision import transforms
 from torchvision.datasets import VisionDataset
+
+from imgzoo.models import create
+from imgzoo.training.step import build_optimizer
 
 
 class ArrayImages(VisionDataset):
@@ -64,14 +68,11 @@ class ReferenceLoop:
     """
 
     def __init__(self, spec: dict, ds, device: torch.device, num_workers: int = 2):
-        from imgzoo.models import create
-        from imgzoo.train import _optimizer
-
         cfg = spec["train"]
         torch.manual_seed(spec["seed"])
         self.device = device
         self.net = create(
-            spec["model"],
+            spec["family"],
             num_classes=ds.num_classes,
             image_size=ds.image_size,
             in_chans=ds.channels,
@@ -85,7 +86,7 @@ class ReferenceLoop:
             trainset, batch_size=self.batch_size, shuffle=True, num_workers=num_workers
         )
         self.criterion = torch.nn.CrossEntropyLoss()
-        self.optimizer = _optimizer(self.net, cfg)
+        self.optimizer = build_optimizer(self.net, cfg)
         self.batches = None  # the loader's iterator while a call runs
         self.train_loss, self.correct, self.total = 0.0, 0, 0
 

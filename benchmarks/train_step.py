@@ -1,44 +1,60 @@
-"""`imgzoo bench`: what the harness costs next to the model, in numbers.
+"""The training step, evaluation and memory of imgzoo per model, against a reference loop.
+
+    python benchmarks/train_step.py [--models mlp mixer resnet18 vit-small] [--out bench.csv]
 
 Per model, on an in-memory `synthetic` dataset of the real shape, after warm-up, medians of:
-- the real training step: `Trainer._train_epoch` itself (indexing, augmentation, normalisation,
-  forward, backward, optimizer, the loop's bookkeeping), timed step by step through its stop flag;
-- the model alone: forward + loss + backward + optimizer on batches made beforehand, so
-  (step - model) / step is the share of the step spent outside the model (a noisy difference
-  of two medians on a busy machine: the input path is also timed directly);
-- the input path alone (index the uint8 batch, `Trainer._inputs`): a direct check of that share;
-- evaluation (`Trainer.evaluate`, inference mode, the eval batch size);
-- optionally the same model trained by the reference loop (`bench_reference`), written the way
-  the three write-ups do it, in this process and this run; `speedup` = imgzoo / reference.
+- the real training step: `imgzoo.training.step.train_epoch` over `DeviceData.batches` itself
+  (indexing, augmentation, normalisation, forward, backward, optimizer, the loop's bookkeeping),
+  timed step by step between the batches it takes;
+- the model alone: `TrainStep` (forward + loss + backward + optimizer) on batches made
+  beforehand, so (step - model) / step is the share of the step spent outside the model (a noisy
+  difference of two medians on a busy machine: the input path is also timed directly);
+- the input path alone (`DeviceData.train_batch`: index the uint8 batch, augment, normalise);
+- evaluation (`imgzoo.training.evaluate.evaluate`, inference mode, the eval batch size);
+- optionally the same model trained by the reference loop (`reference_loop.py`, beside this
+  script), written the way the three write-ups do it, in this process and this run;
+  `speedup` = imgzoo / reference.
 The timed series run in alternating rounds (imgzoo, model alone, reference), and the shares and
 ratios are taken within each round, then their median over the rounds: a change of the machine's
 load between rounds cannot pass for a difference between the series.
 
 Peak memory is the process RSS sampled during each phase (imports included) and, on CUDA, the
-allocator's max allocated during imgzoo's phases. Nothing here changes how training runs: the
-bench drives a Trainer built from the same spec a run gets, only with short epochs.
+allocator's max allocated during imgzoo's phases. The parts are built from the same spec a run
+gets, with the run's own public builders: only the epochs are shorter. The targets it judges are
+read from docs/performance.md. docs/performance.md says how to read the numbers.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import csv
 import gc
 import io
+import itertools
 import json
 import math
 import os
 import platform
+import re
 import resource
 import socket
 import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from imgzoo.errors import ConfigError
+import yaml
+
+from imgzoo.atomic import atomic_output, atomic_write_text
+from imgzoo.errors import ConfigError, ImgzooError
+
+REPO = Path(__file__).resolve().parents[1]
+# The targets: a YAML block in the performance page, so that they have one home.
+TARGETS_DOC = REPO / "docs" / "performance.md"
+TARGETS_BLOCK = re.compile(r"```yaml\n# targets of benchmarks/train_step\.py\n(.*?)```", re.S)
 
 DEFAULT_MODELS = ("mlp", "mixer", "resnet18", "vit-small")
 
@@ -53,13 +69,16 @@ BENCH_MODELS = {
 # evaluations a run makes (val, test and the 200-image train subset): the eval share of an epoch.
 CIFAR10_EPOCH = {"train": 45_000, "eval": 5_000 + 10_000 + 200}
 
-# Targets of issue 5, checked and printed by the bench (tests never time anything).
-TARGETS = {
-    "outside_share_max": {"resnet18": 0.05, "mlp": 0.15},
-    "speedup_min": {"mlp": 2.0, "mixer": 2.0},
-    "speedup_min_any": 1.0,
-    "eval_share_max": 0.10,
-}
+
+
+def load_targets(path: Path = TARGETS_DOC) -> dict:
+    """The targets block of docs/performance.md: outside_share_max, speedup_min (per family),
+    speedup_min_any, eval_share_max."""
+    found = TARGETS_BLOCK.search(path.read_text())
+    if not found:
+        raise ConfigError(f"{path}: no '# targets of benchmarks/train_step.py' YAML block")
+    return yaml.safe_load(found.group(1))
+
 
 # One row per model. None where a value does not apply (no reference run, no CUDA).
 COLUMNS = (
@@ -82,8 +101,8 @@ COLUMNS = (
     "train_step_cpu_ms",  # the same three in process CPU time: what a busy machine cannot
     "model_step_cpu_ms",  # inflate by making the process wait for a core (exact with one
     "outside_share_cpu",  # torch thread; with more, threads waiting for each other count)
-    "eval_batch_size",  # the batch Trainer.evaluate used (`auto` resolved for the device)
-    "eval_img_s",  # Trainer.evaluate on the test split
+    "eval_batch_size",  # the batch evaluate used (`auto` resolved for the device)
+    "eval_img_s",  # evaluate on the test split
     "eval_share_cifar10",  # eval time / epoch time for CIFAR-10 split sizes
     "rss_peak_mb",  # process RSS peak during imgzoo's phases
     "cuda_max_alloc_mb",
@@ -253,8 +272,8 @@ def _spec(name: str, model_args: dict, settings: dict) -> dict:
         "experiment": f"bench-{name}",
         "dataset": "synthetic",
         "seed": 0,
-        "model": family,
-        "model_name": model,
+        "model": model,
+        "family": family,
         "model_args": args,
         "train": train,
         "data": settings["data"],
@@ -265,69 +284,52 @@ def _spec(name: str, model_args: dict, settings: dict) -> dict:
 # ---- one model --------------------------------------------------------------------------------
 
 
-class _StepClock:
-    """The Trainer's stop flag, used as a clock: it is called at the start of every step."""
-
-    def __init__(self, sync):
-        self.sync = sync
-        self.marks: list[tuple[float, float]] = []
-
-    def __call__(self) -> bool:
-        self.sync()
-        self.marks.append(_now())
-        return False
+def _timed(batches, marks: list, sync):
+    """`batches`, with a clock read (after a device sync) at the start and each time the loop
+    comes back for the next batch: consecutive marks bound one whole step of the loop."""
+    sync()
+    marks.append(_now())
+    for batch in batches:
+        yield batch
+        sync()
+        marks.append(_now())
 
 
-def _train_steps(trainer, clock: _StepClock, n_steps: int, progress) -> list[float]:
+def _train_steps(parts, epochs, n_steps: int, progress, sync) -> list[tuple[float, float]]:
     """Durations of `n_steps` real training steps, run as short epochs of the real loop.
 
-    An epoch of k steps runs on the first k * batch_size training images (the loop would give a
-    ragged last batch all the rest of the split). Step j lasts from the stop-flag call that
-    starts it to the one that starts step j + 1; the first also carries the epoch's setup and the
-    last its end (loss history to the host), so the durations add up to the epochs' wall time.
+    An epoch of k steps takes the first k batches of a real epoch; k stays below the epoch's
+    step count, so every timed batch is a full one (the last batch of an epoch takes the rest of
+    the split). A step lasts from the loop asking for its batch (made then: index, augment,
+    normalise) to the loop asking for the next; an epoch's first step also carries the epoch's
+    seeding and shuffle (the medians do not feel it), its end (the losses read back) is outside.
     """
-    bs = trainer.cfg["batch_size"]
-    full_x, full_y = trainer._bench_train
-    per_epoch = max(1, len(full_y) // bs)
-    durations: list[float] = []
+    from imgzoo.training.step import train_epoch
+
+    per_epoch = max(1, parts.data.steps_per_epoch - 1)
+    durations: list[tuple[float, float]] = []
     while len(durations) < n_steps:
         k = min(per_epoch, n_steps - len(durations))
-        trainer.x["train"], trainer.y["train"] = full_x[: k * bs], full_y[: k * bs]
-        trainer.steps_per_epoch = trainer.total_steps = k
-        trainer._bench_epoch += 1
-        clock.sync()
-        clock.marks = [_now()]
-        trainer._train_epoch(trainer._bench_epoch, progress)
-        clock.sync()
-        marks = [clock.marks[0], *clock.marks[2:], _now()]
-        durations += [_since(a, b) for a, b in zip(marks[:-1], marks[1:], strict=False)]
+        marks: list[tuple[float, float]] = []
+        batches = _timed(itertools.islice(parts.data.batches(next(epochs)), k), marks, sync)
+        train_epoch(parts.step, batches, first_step=0, total_steps=k, progress=progress)
+        durations += [_since(a, b) for a, b in itertools.pairwise(marks)]
     return durations
-
-
-def _model_step(trainer, x, y) -> None:
-    """Forward, loss, backward and optimizer alone: the model's share of a training step."""
-    import torch
-
-    with trainer._autocast():
-        _, loss = trainer._loss(trainer.forward(x), y)
-    trainer.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if trainer.cfg["grad_clip"] > 0:
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), trainer.cfg["grad_clip"])
-    trainer.optimizer.step()
 
 
 def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, log) -> dict:
     import torch
 
+    from imgzoo import data
     from imgzoo.progress import Progress
-    from imgzoo.train import Trainer
+    from imgzoo.train import build_parts
+    from imgzoo.training.device import configure, select_device, synchronize
+    from imgzoo.training.evaluate import evaluate
 
     spec = _spec(name, model_args, settings)
-    # The bench writes no checkpoint or log: the run folder is never created.
-    trainer = Trainer(spec, data_path, data_path.parent / "unused", threads=settings["threads"])
-    cuda = trainer.cuda
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    device = select_device(spec["train"]["device"])
+    cuda = device.type == "cuda"
+    sync = lambda: synchronize(device)  # noqa: E731
     quiet = Progress(1, stream=io.StringIO())
     row: dict = {c: None for c in COLUMNS}
     peaks = {"imgzoo": 0.0, "reference": 0.0, "cuda": 0.0}
@@ -343,48 +345,49 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
             peaks["cuda"] = max(peaks["cuda"], torch.cuda.max_memory_allocated() / 2**20)
 
     with phase("imgzoo"):
-        trainer._setup()
-        trainer._bench_train = (trainer.x["train"], trainer.y["train"])
-        trainer._bench_epoch = 0
-        bs = trainer.cfg["batch_size"]
-        full_x, full_y = trainer._bench_train
-        if len(full_y) < bs:
+        # The parts a run builds, from the same spec; the bench writes no checkpoint or log.
+        configure(device, settings["threads"])
+        prepared = data.load(data_path)
+        parts = build_parts(spec, prepared, device)
+        epochs = itertools.count(1)  # every short epoch draws its own (seed, epoch) batches
+        train_data, step, network = parts.data, parts.step, parts.network
+        bs = spec["train"]["batch_size"]
+        n_train = train_data.size("train")
+        if n_train < bs:
             raise ConfigError(
-                f"bench: the synthetic train split has {len(full_y)} images, fewer than one "
+                f"bench: the synthetic train split has {n_train} images, fewer than one "
                 f"batch of {bs}: raise --train-size"
             )
-        clock = _StepClock(sync)
-        trainer.stop_flag = clock
         row.update(
             model=name,
-            family=spec["model"],
+            family=spec["family"],
             model_args=json.dumps(spec["model_args"], sort_keys=True),
-            params=trainer.num_params,
-            device=str(trainer.device),
-            image_size=trainer.ds.image_size,
+            params=network.num_params,
+            device=str(device),
+            image_size=prepared.image_size,
             batch_size=bs,
         )
         # Warm-up, and the step time that sizes the timed series.
-        warm = _train_steps(trainer, clock, settings["warmup"], quiet)
+        warm = _train_steps(parts, epochs, settings["warmup"], quiet, sync)
         steps = settings["steps"] or _auto_steps(warm[-1][0], settings)
         row.update(warmup=settings["warmup"], steps=steps)
         log(f"{name}: warm-up step {warm[-1][0] * 1e3:.0f} ms -> {steps} timed steps per series")
 
         # Pre-made batches for the model alone: the inputs a training step would make.
-        gen = torch.Generator(device=trainer.device).manual_seed(1)
+        gen = torch.Generator(device=device).manual_seed(1)
         batches = []
-        for _ in range(min(4, max(1, len(full_y) // bs))):
-            idx = torch.randperm(len(full_y), generator=gen, device=trainer.device)[:bs]
-            batches.append((trainer._inputs(full_x[idx], gen), full_y[idx]))
-        trainer.model.train()
-        _model_step(trainer, *batches[0])  # warm-up
+        for _ in range(min(4, max(1, n_train // bs))):
+            idx = torch.randperm(n_train, generator=gen, device=device)[:bs]
+            batches.append(train_data.train_batch(idx, gen))
+        network.net.train()
+        step(*batches[0], 0)  # warm-up
 
     ref = None
     if settings["reference"]:
-        from imgzoo.bench_reference import ReferenceLoop
+        from reference_loop import ReferenceLoop  # beside this script; imports torchvision
 
         with phase("reference"):
-            ref = ReferenceLoop(spec, trainer.ds, trainer.device, settings["ref_workers"])
+            ref = ReferenceLoop(spec, prepared, device, settings["ref_workers"])
             ref.steps(max(2, settings["warmup"]))  # workers start, first batches
         # Each round starts the loader's workers afresh: the first steps wait for them.
         skip = 1 if warm[-1][0] > 1.0 else 3
@@ -397,15 +400,15 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
 
     def real_steps(k):
         with phase("imgzoo"):
-            full.extend(_train_steps(trainer, clock, k, quiet))
+            full.extend(_train_steps(parts, epochs, k, quiet, sync))
 
     def model_steps(k):
         with phase("imgzoo"):
-            trainer.model.train()
+            network.net.train()
             for j in range(k):
                 sync()
                 t0 = _now()
-                _model_step(trainer, *batches[j % len(batches)])
+                step(*batches[j % len(batches)], 0)
                 sync()
                 model_only.append(_since(t0))
 
@@ -420,26 +423,25 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
 
     def inputs(k):
         with phase("imgzoo"):
-            order = torch.randperm(len(full_y), generator=gen, device=trainer.device)
+            order = torch.randperm(n_train, generator=gen, device=device)
             for i in range(max(3, k)):
                 sync()
                 t0 = time.perf_counter()
-                idx = order[(i * bs) % (len(full_y) - bs + 1) :][:bs]
-                trainer._inputs(full_x.index_select(0, idx), gen)  # as _train_epoch does
-                full_y.index_select(0, idx)
+                idx = order[(i * bs) % (n_train - bs + 1) :][:bs]
+                train_data.train_batch(idx, gen)  # as the epoch's batches are made
                 sync()
                 input_times.append(time.perf_counter() - t0)
 
     # Every other round runs its parts in the reverse order, so that the real steps and the
     # reference take turns at each place in a round.
-    parts = [real_steps, model_steps, *([reference_steps] if ref is not None else [])]
+    series = [real_steps, model_steps, *([reference_steps] if ref is not None else [])]
     for r in range(rounds):
         k = min(per_round, steps - len(full))
         if k <= 0:
             break
         n_full, n_model, n_ref = len(full), len(model_only), len(reference)
-        for part in parts if r % 2 == 0 else parts[::-1]:
-            part(k)
+        for timed_series in series if r % 2 == 0 else series[::-1]:
+            timed_series(k)
         inputs(k)
         # Ratios within a round, whose series ran minutes apart at most: a load that changes
         # between rounds moves both sides of each ratio.
@@ -452,15 +454,15 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
 
     # Evaluation last: a large evaluation batch frees so much memory that the training step
     # after it pays to map it again, which a real epoch pays once in hundreds of steps.
-    n_eval = len(trainer.y["test"])
+    n_eval, eval_batch = train_data.size("test"), parts.eval_batch_size
     with phase("imgzoo"):
-        trainer.evaluate("train_subset")  # warm-up
-        if trainer.cfg["compile"]:  # a new batch size: compiled again, not to be timed
-            trainer.evaluate("test")
+        evaluate(network.net, train_data, "train_subset", eval_batch)  # warm-up
+        if spec["train"]["compile"]:  # a new batch size: compiled again, not to be timed
+            evaluate(network.net, train_data, "test", eval_batch)
         while len(evals) < 3 and (not evals or sum(evals) < settings["budget_s"] / 2):
             sync()
             t0 = time.perf_counter()
-            trainer.evaluate("test")
+            evaluate(network.net, train_data, "test", eval_batch)
             sync()
             evals.append(time.perf_counter() - t0)
 
@@ -480,7 +482,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         train_step_cpu_ms=step_cpu * 1e3,
         model_step_cpu_ms=model_cpu * 1e3,
         outside_share_cpu=_median(paired["outside_cpu"]),
-        eval_batch_size=trainer.eval_batch_size,
+        eval_batch_size=eval_batch,
         eval_img_s=eval_ips,
         eval_share_cifar10=eval_time / (CIFAR10_EPOCH["train"] / train_ips + eval_time),
         rss_peak_mb=peaks["imgzoo"],
@@ -529,13 +531,15 @@ def _meta(settings: dict, argv: list[str]) -> dict:
         "device_name": torch.cuda.get_device_name() if cuda else _cpu_name(),
         "loadavg_start": settings["loadavg_start"],
         "loadavg_end": _loadavg(),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join(argv),
     }
 
 
-def check_targets(rows: list[dict]) -> list[dict]:
-    """Each issue-5 target that the rows can answer: what, measured value, limit, met."""
+def check_targets(rows: list[dict], targets: dict | None = None) -> list[dict]:
+    """Each target (default: docs/performance.md's) that the rows can answer: what, measured
+    value, limit, met."""
+    targets = targets or load_targets()
     out = []
 
     def add(what, model, value, limit, met, noise=None):
@@ -548,15 +552,15 @@ def check_targets(rows: list[dict]) -> list[dict]:
     for row in rows:
         family, share = row["family"], row["outside_share"]
         cpu = row["device"] == "cpu"
-        limits = TARGETS["outside_share_max"] if cpu else {"resnet18": 0.05}
+        limits = targets["outside_share_max"]["cpu" if cpu else "cuda"]
         if family in limits:
             lim = limits[family]
             noise = row["outside_share_noise"]
             add("share outside the model <=", row["model"], share, lim, share <= lim, noise)
         if row["speedup"] is not None:
-            lim = TARGETS["speedup_min"].get(family, TARGETS["speedup_min_any"])
+            lim = targets["speedup_min"].get(family, targets["speedup_min_any"])
             add("imgzoo / reference >=", row["model"], row["speedup"], lim, row["speedup"] >= lim)
-        lim = TARGETS["eval_share_max"]
+        lim = targets["eval_share_max"]
         share = row["eval_share_cifar10"]
         add("eval share of a CIFAR-10 epoch <=", row["model"], share, lim, share <= lim)
     return out
@@ -608,18 +612,15 @@ def format_table(rows: list[dict]) -> str:
 
 
 def write(path: Path, rows: list[dict], meta: dict, targets: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     if path.suffix == ".json":
         doc = {"meta": meta, "columns": list(COLUMNS), "rows": rows, "targets": targets}
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    else:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *META_COLUMNS])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({**row, **meta})
-    os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(doc, indent=2) + "\n")
+        return
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=[*COLUMNS, *META_COLUMNS])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({**row, **meta})
 
 
 def run(
@@ -651,12 +652,12 @@ def run(
     """Benchmark `models`; write each of `outputs` (.csv or .json); (rows, meta, targets)."""
     for out in outputs:
         if Path(out).suffix not in (".csv", ".json"):
-            raise ConfigError(f"bench --out {out}: the file must end in .csv or .json")
+            raise ConfigError(f"--out {out}: the file must end in .csv or .json")
     model_args = model_args or {}
     for name in models:
         resolve_model(name)
     if (steps is not None and steps < 1) or warmup < 1:
-        raise ConfigError("bench: --steps and --warmup must be at least 1")
+        raise ConfigError("--steps and --warmup must be at least 1")
     log = log or (lambda msg: print(f"bench: {msg}", file=sys.stderr, flush=True))
     settings = {
         "batch_size": batch_size,
@@ -685,12 +686,11 @@ def run(
 
     from imgzoo import data
 
-    # Deterministic algorithms, as every run sets them (train.train); restored afterwards.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # Each model's parts are configured as a run's (deterministic algorithms, threads): the
+    # process's settings are restored afterwards.
     was = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
     rows = []
     try:
-        torch.use_deterministic_algorithms(True, warn_only=True)
         with tempfile.TemporaryDirectory(prefix="imgzoo-bench-") as tmp:
             data_path = Path(tmp) / "synthetic.h5"
             data.prepare("synthetic", settings["data"], data_path)
@@ -713,9 +713,9 @@ def run(
 
 def report(rows: list[dict], meta: dict, targets: list[dict]) -> str:
     lines = [
-        f"imgzoo bench on {meta['device_name']} ({meta['cpu_count']} CPUs, {meta['threads']} "
-        f"threads), torch {meta['torch']}, load average {meta['loadavg_start']} -> "
-        f"{meta['loadavg_end']}",
+        f"imgzoo training step on {meta['device_name']} ({meta['cpu_count']} CPUs, "
+        f"{meta['threads']} threads), torch {meta['torch']}, load average "
+        f"{meta['loadavg_start']} -> {meta['loadavg_end']}",
         f"image size {rows[0]['image_size']}, batch {rows[0]['batch_size']}, device "
         f"{rows[0]['device']}; medians of timed steps after warm-up" if rows else "",
         "",
@@ -733,3 +733,83 @@ def report(rows: list[dict], meta: dict, targets: list[dict]) -> str:
                 verdict += f", within the noise of the rounds (+-{noise:.1%})"
             lines.append(f"  {t['model']:<10} {t['target']} {limit}: {shown}  {verdict}")
     return "\n".join(lines)
+
+
+# ---- the command ------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python benchmarks/train_step.py",
+        description="Per model, on an in-memory synthetic dataset: images/s of the real training "
+        "step and of evaluation, the share of the step spent outside the model, peak memory, "
+        "and the same model trained by a torchvision/DataLoader reference loop.",
+    )
+    parser.add_argument("--models", nargs="+", metavar="MODEL",
+                        help="families, presets or vit-small (default: mlp mixer resnet18 "
+                        "vit-small)")
+    parser.add_argument("--model-args", action="append", metavar="MODEL=JSON",
+                        help='model_args for one model, e.g. mixer=\'{"dim": 256}\' (repeatable)')
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--eval-batch-size", type=int,
+                        help="default: the config's auto (1000 on CUDA, 128 on the CPU)")
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu")
+    parser.add_argument("--steps", type=int,
+                        help="timed steps per series (default: fit --budget, 5 to 50)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    parser.add_argument("--budget", type=float, default=15.0,
+                        help="seconds per timed series when --steps is not given (default 15)")
+    parser.add_argument("--train-size", type=int, default=5000,
+                        help="synthetic images (default 5000)")
+    parser.add_argument("--test-size", type=int, default=1000,
+                        help="evaluation images (default 1000)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch")
+    parser.add_argument("--compile", action="store_true", help="train with torch.compile")
+    parser.add_argument("--no-reference", action="store_true", help="skip the reference loop")
+    parser.add_argument("--out", action="append", metavar="FILE",
+                        help="write the results to FILE.csv or FILE.json (repeatable)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: 0 on success, 2 for a usage error (one line on stderr)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        model_args = {}
+        for item in args.model_args or []:
+            name, sep, text = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--model-args '{item}': expected NAME=JSON")
+            model_args[name] = json.loads(text)
+        rows, meta, targets = run(
+            args.models or DEFAULT_MODELS,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            eval_batch_size=args.eval_batch_size,
+            device=args.device,
+            steps=args.steps,
+            warmup=args.warmup,
+            budget_s=args.budget,
+            train_size=args.train_size,
+            test_size=args.test_size,
+            threads=args.threads,
+            compile=args.compile,
+            reference=not args.no_reference,
+            model_args=model_args,
+            outputs=args.out or [],
+            argv=["python", "benchmarks/train_step.py", *argv],
+        )
+    except ImgzooError as e:
+        print(f"train_step.py: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except json.JSONDecodeError as e:
+        print(f"train_step.py: error: --model-args: bad JSON ({e})", file=sys.stderr)
+        return 2
+    print(report(rows, meta, targets))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

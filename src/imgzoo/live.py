@@ -1,0 +1,145 @@
+"""What a run shows while it trains: `progress.json` beside its checkpoint, and TensorBoard files.
+
+The HDF5 run log is the record, written once when the run ends. These are views of a run that is
+still going, for `imgzoo status`, the partial tables and curves, and TensorBoard:
+
+- `progress.json` in the run folder, rewritten atomically after every epoch (and once at the
+  end): who runs it (host, process, SLURM job), when, and the per-epoch history so far. Small,
+  torch-free to read, safe to read at any moment.
+- TensorBoard event files in the run folder's `tensorboard/` (when the `tensorboard` package is
+  installed and `IMGZOO_TENSORBOARD` is not `0`): `tensorboard --logdir results/<study>/runs`.
+
+Importing this module imports no torch (the writer imports it where a run has it anyway).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import numpy as np
+
+from imgzoo import runlog
+from imgzoo.atomic import atomic_write_text
+from imgzoo.paths import PROGRESS
+
+FORMAT = "imgzoo.progress"
+VERSION = 1
+TENSORBOARD_DIR = "tensorboard"
+# TensorBoard tag of each per-epoch series (the run log's names; grouped into charts by prefix).
+TENSORBOARD_TAGS = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "test_loss": "loss/test",
+    "train_acc": "accuracy/train",
+    "val_acc": "accuracy/val",
+    "test_acc": "accuracy/test",
+    "train_subset_acc": "accuracy/train_subset",
+    "lr": "lr",
+    "epoch_time": "time/epoch_s",
+    "images_per_s": "time/images_per_s",
+}
+
+
+def write_progress(
+    run_dir,
+    spec: dict,
+    history: dict,
+    *,
+    num_params: int,
+    status: str = "running",
+    started: str | None = None,
+) -> None:
+    """Rewrite `run_dir/progress.json`: the run's settings, state and per-epoch history so far
+    (`status`: running, or the run log's completed / diverged at the end)."""
+    progress = {
+        "format": FORMAT,
+        "version": VERSION,
+        "spec": spec,
+        "num_params": int(num_params),
+        "status": status,
+        "started": started or runlog.now(),
+        "updated": runlog.now(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "history": {k: [float(v) for v in history.get(k, [])] for k in runlog.EPOCH_SERIES},
+    }
+    atomic_write_text(Path(run_dir) / PROGRESS, json.dumps(progress))
+
+
+def read_progress(run_dir) -> dict | None:
+    """The run's progress.json, or None where there is none or it is not one (a reader never
+    fails on a run that is being written: the file is replaced atomically)."""
+    path = Path(run_dir) / PROGRESS
+    try:
+        progress = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(progress, dict) or progress.get("format") != FORMAT:
+        return None
+    return progress
+
+
+def partial_log(run_dir) -> runlog.RunLog | None:
+    """An unfinished run as a RunLog (status `running`, the epochs it has), from its
+    progress.json; None where the run has none. Tables and curves then show it beside the
+    finished runs."""
+    progress = read_progress(run_dir)
+    if progress is None:
+        return None
+    spec, history = progress["spec"], progress["history"]
+    attrs = {
+        "experiment": spec["experiment"],
+        "dataset": spec["dataset"],
+        "seed": spec["seed"],
+        "model": spec["model"],
+        "family": spec["family"],
+        "config": json.dumps(spec),
+        "num_params": progress["num_params"],
+        "status": progress["status"],
+        "diverged_epoch": -1,
+        "epochs_planned": spec["train"]["epochs"],
+        "epochs_completed": len(history["epoch"]),
+        "start_time": progress["started"],
+        "end_time": "",
+    }
+    epochs = {k: np.asarray(history[k], dtype=np.float64) for k in runlog.EPOCH_SERIES}
+    epochs["epoch"] = epochs["epoch"].astype(np.int64)
+    return runlog.RunLog(attrs, epochs, path=Path(run_dir) / PROGRESS)
+
+
+def tensorboard_enabled() -> bool:
+    if os.environ.get("IMGZOO_TENSORBOARD", "1") == "0":
+        return False
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TensorBoardLog:
+    """Per-epoch scalars of one run as TensorBoard event files in `run_dir/tensorboard/`.
+
+    A resumed run starts a new event file and rewrites the epochs it has: TensorBoard shows the
+    newest value of each step, so the curves stay those of one run.
+    """
+
+    def __init__(self, run_dir):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / TENSORBOARD_DIR))
+
+    def add_epochs(self, history: dict, first: int = 0) -> None:
+        """Write the epochs history[...][first:]."""
+        for i in range(first, len(history["epoch"])):
+            step = int(history["epoch"][i])
+            for key, tag in TENSORBOARD_TAGS.items():
+                self.writer.add_scalar(tag, float(history[key][i]), step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()

@@ -1,0 +1,65 @@
+"""Where a run computes: the device, its numeric settings, and bf16 autocast on the GPU."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import torch
+
+from imgzoo.errors import ConfigError
+
+
+def select_device(requested: str) -> torch.device:
+    """The GPU SLURM (or the user) gave us, or the CPU with a warning where none is usable."""
+    if requested == "cpu":
+        return torch.device("cpu")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if requested == "cuda":
+        raise ConfigError("train.device is 'cuda' but torch sees no CUDA device")
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "") not in ("", "-1"):
+        warnings.warn(
+            f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']} but torch has no usable "
+            "CUDA device: training on the CPU",
+            stacklevel=2,
+        )
+    return torch.device("cpu")
+
+
+def configure(device: torch.device, threads: int | None = None, deterministic: bool = True) -> None:
+    """The CPU threads, and whether kernels are deterministic (`train.deterministic`).
+
+    Deterministic (the default: the same seed gives the same numbers, a resumed run equals an
+    uninterrupted one): torch's deterministic algorithms, no cuDNN autotuning (it picks kernels
+    by timing), and on the GPU scaled-dot-product attention on the math kernel only: the fused
+    flash and memory-efficient kernels' backward passes accumulate in a varying order, and
+    torch's deterministic mode only warns about them. Otherwise cuDNN autotunes and attention
+    takes the fastest kernel. TF32 matmuls are allowed either way (deterministic, and how bf16
+    autocast leaves fp32 matmuls)."""
+    # cuBLAS needs this workspace setting to be deterministic; it must be set before CUDA starts.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: some kernels (adaptive pooling's backward, say) are flagged although their
+    # result does not vary; strict mode would refuse to train the ResNets on a GPU.
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if threads:
+        torch.set_num_threads(threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cuda.enable_flash_sdp(not deterministic)
+        torch.backends.cuda.enable_mem_efficient_sdp(not deterministic)
+        torch.backends.cuda.enable_cudnn_sdp(not deterministic)
+        torch.backends.cuda.enable_math_sdp(True)
+
+
+def autocast(device: torch.device):
+    # bf16 only on the GPU: on CPUs without native bf16 it is about 20x slower.
+    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (so that a clock read afterwards includes it)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

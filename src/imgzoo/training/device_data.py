@@ -1,0 +1,118 @@
+"""A prepared dataset on the device, and the batches of its epochs.
+
+The splits are copied to the device once, as uint8 (N, C, H, W); a batch is one `index_select`,
+one conversion to float and a few batched tensor operations of augmentation and normalisation,
+all on the device (airbench's loader): no PIL, no per-image Python, no worker processes.
+
+Why a resumed run equals an uninterrupted one: every random draw of an epoch (the shuffle, the
+augmentation, and randomness inside the model such as dropout) comes from generators seeded by
+(seed, epoch), so epoch k draws the same numbers whether or not the run restarted before it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from imgzoo import augment
+
+SPLITS = ("train", "val", "test")
+# A fixed, class-balanced subset of `train`, evaluated without augmentation every epoch.
+TRAIN_SUBSET = "train_subset"
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    # A fixed mix of (seed, epoch) so that every epoch's random stream stands on its own.
+    return (seed * 1_000_003 + epoch * 7_919 + 12_345) % (2**63 - 1)
+
+
+def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
+    """Seed the epoch's randomness: torch's global generator (dropout, MixStyle and other
+    in-model draws) and the returned device generator (the shuffle and the augmentation)."""
+    value = epoch_seed(seed, epoch)
+    torch.manual_seed(value)
+    return torch.Generator(device=device).manual_seed(value)
+
+
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    # A last batch of one image would break BatchNorm: fold it into the one before.
+    full, rest = divmod(n, batch_size)
+    return max(1, full + (1 if rest > 1 else 0))
+
+
+class DeviceData:
+    """The splits of a prepared dataset on `device`, and the batches a run trains and evaluates on.
+
+    `normalize` and `channels_last` say how the model wants its input (`network.Network`).
+    """
+
+    def __init__(
+        self,
+        prepared,
+        device: torch.device,
+        *,
+        seed: int,
+        batch_size: int,
+        augmentation: str,
+        train_subset_size: int,
+        normalize: bool = True,
+        channels_last: bool = False,
+    ):
+        self.device = device
+        self.image_size = prepared.image_size
+        self.seed = seed
+        self.batch_size = batch_size
+        self.normalize = normalize
+        self.channels_last = channels_last
+        self.x, self.y = {}, {}
+        for split in SPLITS:
+            images = torch.from_numpy(getattr(prepared, f"{split}_x")).to(device)
+            self.x[split] = images.permute(0, 3, 1, 2).contiguous()
+            self.y[split] = torch.from_numpy(getattr(prepared, f"{split}_y")).to(device)
+        # The train split is already shuffled (stratified) at preparation: its first images are a
+        # fixed, class-balanced subset, the same for every run of the dataset.
+        n_subset = min(train_subset_size, len(self.y["train"]))
+        self.x[TRAIN_SUBSET] = self.x["train"][:n_subset]
+        self.y[TRAIN_SUBSET] = self.y["train"][:n_subset]
+        self.mean = torch.tensor(prepared.mean, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(prepared.std, device=device).view(1, -1, 1, 1)
+        self.augment = augment.build(augmentation, prepared.image_size)
+        self.steps_per_epoch = steps_per_epoch(len(self.y["train"]), batch_size)
+
+    def size(self, split: str) -> int:
+        return len(self.y[split])
+
+    def inputs(self, images: torch.Tensor, generator: torch.Generator | None = None):
+        """uint8 images -> the float batch the model takes; augmented when given a generator."""
+        x = images.float().div_(255)
+        if generator is not None:
+            x = self.augment(x, generator)
+        if self.normalize:
+            x = (x - self.mean) / self.std
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def train_batch(self, index: torch.Tensor, generator: torch.Generator):
+        """(inputs, labels) of the training images at `index`, augmented with `generator`."""
+        # index_select, not x[index]: the same rows, ~20x faster on the CPU (advanced indexing
+        # takes a general path: 0.4 ms for a batch of 128 CIFAR images).
+        x = self.inputs(self.x["train"].index_select(0, index), generator)
+        return x, self.y["train"].index_select(0, index)
+
+    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's `steps_per_epoch` training batches: shuffled and augmented with the
+        randomness of (seed, epoch), which is seeded when the first batch is asked for."""
+        generator = seed_epoch(self.seed, epoch, self.device)
+        order = torch.randperm(self.size("train"), device=self.device, generator=generator)
+        bs, last = self.batch_size, self.steps_per_epoch - 1
+        for i in range(self.steps_per_epoch):
+            index = order[i * bs : (i + 1) * bs] if i < last else order[i * bs :]
+            yield self.train_batch(index, generator)
+
+    def eval_batches(self, split: str, batch_size: int):
+        """(inputs, labels) of a split in order, without augmentation."""
+        x_all, y_all = self.x[split], self.y[split]
+        for start in range(0, len(y_all), batch_size):
+            yield self.inputs(x_all[start : start + batch_size]), y_all[start : start + batch_size]

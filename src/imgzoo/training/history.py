@@ -1,0 +1,115 @@
+"""The record of a run so far (every epoch's metrics, every step's loss and learning rate, the
+best-validation epoch, when and where it ran) and the run log built from it at the end."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import sys
+
+import numpy as np
+import torch
+
+import imgzoo
+from imgzoo import runlog
+
+
+class History:
+    """Plain Python values only, so that it travels in a checkpoint loaded with weights_only."""
+
+    def __init__(self, state: dict | None = None):
+        state = state or {}
+        self.epochs: dict[str, list] = state.get("epochs") or {k: [] for k in runlog.EPOCH_SERIES}
+        self.steps: dict[str, list] = state.get("steps") or {"loss": [], "lr": []}
+        self.start_time: str = state.get("start_time") or runlog.now()  # of the first attempt
+        self.slurm_job_ids: list[str] = state.get("slurm_job_ids", [])
+        # The epoch of the best validation accuracy so far (ties: the earliest, as the tables
+        # select), whose weights are model_best.pt; -1 before any epoch has completed.
+        self.best_epoch: int = state.get("best_epoch", -1)
+        self.best_val_acc: float = state.get("best_val_acc", -np.inf)
+
+    def state(self) -> dict:
+        return {
+            "epochs": self.epochs,
+            "steps": self.steps,
+            "start_time": self.start_time,
+            "slurm_job_ids": self.slurm_job_ids,
+            "best_epoch": self.best_epoch,
+            "best_val_acc": self.best_val_acc,
+        }
+
+    def add_attempt(self, slurm_job_id: str | None) -> None:
+        """A SLURM job that runs (part of) the run; a requeued job keeps its id."""
+        if slurm_job_id and slurm_job_id not in self.slurm_job_ids:
+            self.slurm_job_ids.append(slurm_job_id)
+
+    def add_epoch(self, row: dict, step_losses, step_lrs) -> bool:
+        """Record one epoch (`row` holds every name of runlog.EPOCH_SERIES); True when its
+        validation accuracy is the best so far."""
+        for key in runlog.EPOCH_SERIES:
+            self.epochs[key].append(row[key])
+        self.steps["loss"].extend(np.asarray(step_losses).tolist())
+        self.steps["lr"].extend(np.asarray(step_lrs).tolist())
+        if row["val_acc"] > self.best_val_acc:
+            self.best_epoch, self.best_val_acc = row["epoch"], row["val_acc"]
+            return True
+        return False
+
+    @property
+    def epochs_completed(self) -> int:
+        return len(self.epochs["epoch"])
+
+
+def run_log(
+    spec: dict,
+    history: History,
+    *,
+    status: str,
+    diverged_epoch: int,
+    num_params: int,
+    device: torch.device,
+    confusion: np.ndarray,
+    class_names: list[str],
+    first_layer: tuple[np.ndarray, str] | None,
+) -> runlog.RunLog:
+    """The run log of a finished run: `confusion` and `first_layer` are the best model's."""
+    return runlog.RunLog(
+        attrs={
+            "experiment": spec["experiment"],
+            "model": spec["model"],
+            "family": spec["family"],
+            "dataset": spec["dataset"],
+            "seed": spec["seed"],
+            "config": json.dumps(spec),
+            "num_params": num_params,
+            "status": status,
+            "diverged_epoch": diverged_epoch,
+            "best_epoch": history.best_epoch,
+            "epochs_planned": spec["train"]["epochs"],
+            "epochs_completed": history.epochs_completed,
+            "start_time": history.start_time,
+            "end_time": runlog.now(),
+            "slurm_job_ids": ",".join(history.slurm_job_ids),
+            **provenance(device),
+        },
+        epochs={k: np.asarray(v) for k, v in history.epochs.items()},
+        confusion=confusion,
+        class_names=list(class_names),
+        first_layer=first_layer[0] if first_layer else None,
+        first_layer_kind=first_layer[1] if first_layer else "",
+        steps={k: np.asarray(v) for k, v in history.steps.items()},
+    )
+
+
+def provenance(device: torch.device) -> dict:
+    """Where the run ran and which code ran it."""
+    cuda = device.type == "cuda"
+    return {
+        "host": socket.gethostname(),
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if cuda else platform.processor(),
+        "imgzoo_version": imgzoo.version(),
+        "torch_version": torch.__version__,
+        "python_version": sys.version.split()[0],
+    }

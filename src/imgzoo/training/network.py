@@ -1,0 +1,50 @@
+"""The model of a run on its device, and how it wants its input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from imgzoo.models import count_params, create
+
+
+@dataclass
+class Network:
+    model: torch.nn.Module  # its weights: what checkpoints, model.pt and model_best.pt hold
+    net: torch.nn.Module  # what steps and evaluation call: `model`, or torch.compile's wrapper
+    normalize: bool  # inputs normalised with the dataset's mean/std; False: pixels in [0, 1]
+    channels_last: bool  # inputs (and weights) in channels-last memory format
+    num_params: int
+
+
+def build_network(spec: dict, prepared, device: torch.device) -> Network:
+    """The run's model (`spec["family"]` with its model_args) for the prepared dataset's shape.
+
+    Its initial weights come from torch's global generator: seed it first.
+    """
+    cfg = spec["train"]
+    model = create(
+        spec["family"],
+        num_classes=prepared.num_classes,
+        image_size=prepared.image_size,
+        in_chans=prepared.channels,
+        **spec["model_args"],
+    ).to(device)
+    # Channels-last lets oneDNN (CPU) and cuDNN (GPU) skip layout conversions in every
+    # convolution: resnet18 evaluates 1.3x faster on one CPU core, trains up to 1.2x faster.
+    channels_last = bool(cfg["channels_last"]) and is_convnet(model)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return Network(
+        model=model,
+        net=torch.compile(model) if cfg["compile"] else model,
+        normalize=getattr(model, "input_normalization", "dataset") != "raw",
+        channels_last=channels_last,
+        num_params=count_params(model),
+    )
+
+
+def is_convnet(model: torch.nn.Module) -> bool:
+    """More convolutions than a transformer's patch embedding: channels-last pays off."""
+    return sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()) > 1
