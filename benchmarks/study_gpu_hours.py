@@ -11,8 +11,9 @@ the runs; `measure` times, for each, training steps (bf16 autocast, Adam, channe
 convolutional networks, as imgzoo.train does) and evaluation at batch 1000 on synthetic data,
 and each augmentation preset per image size; `estimate` sums per run epochs x (train images x
 (1 / train images/s + 1 / augmentation images/s) + val and test images / eval images/s) and
-prints hours per experiment group. Loading, logging and checkpoints are left out: the estimate
-is of GPU compute.
+prints hours per experiment group, each training counted once (a run that repeats another's
+settings is not trained again). Loading, logging and checkpoints are left out: the estimate is of
+GPU compute.
 """
 
 from __future__ import annotations
@@ -151,6 +152,8 @@ def estimate(args) -> None:
     hours, runs = Counter(), Counter()
     missing = set()
     for run, spec, study in _specs(args.config):
+        if run in study.same_as:
+            continue  # repeats another run's settings: trained once
         got = speed["models"].get(_shape(spec), {})
         if "train_images_per_s" not in got:
             missing.add(_shape(spec))

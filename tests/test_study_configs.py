@@ -92,6 +92,7 @@ STUDY_1 = {
             ("mixer-p4", 1e-3),
             ("mixer-p4@lr=0.1", 0.1),
             ("mixer-p4@lr=0.01", 0.01),
+            ("mixer-p4@lr=0.001", 1e-3),
             ("mixer-p4@lr=0.0001", 1e-4),
             ("mixer-p4@lr=1e-05", 1e-5),
         ]
@@ -282,6 +283,14 @@ STUDY_3 = {
     ("perceiver-large", "cifar10"): {**PERCEIVER, **LARGE, "lr": 3e-4, "ff_dropout": 0.3},
     ("perceiver-large", "stl10"): {**PERCEIVER, **LARGE, **STL_PERCEIVER, "lr": 3e-4},
     # Tiny ImageNet: dropout 0.2, no input normalisation (its transforms: ToTensor only)
+    ("perceiver-large", "tinyimagenet"): {
+        **PERCEIVER,
+        **LARGE,
+        "lr": 3e-4,
+        "attn_dropout": 0.2,
+        "ff_dropout": 0.2,
+        "normalizer": "none",
+    },
     ("perceiver-large-tinyimagenet", "tinyimagenet"): {
         **PERCEIVER,
         **LARGE,
@@ -410,6 +419,7 @@ def test_the_ablations_run_on_every_dataset_the_write_ups_ran_them_on(studies):
     tnt_lr = {e.split("=")[1]: ds for e, ds in points("tnt").items()}
     assert tnt_lr == {
         "0.001": three,
+        "0.0001": three,
         "0.0003": ["cifar10", "stl10"],
         "1e-05": three,
         "3e-06": ["cifar10", "stl10"],
@@ -422,18 +432,26 @@ def test_the_ablations_run_on_every_dataset_the_write_ups_ran_them_on(studies):
         for e, exp in study.experiments.items()
         if exp.get("sweep", {}).get("base") == "tnt-arch"
     }
-    per_dataset = {
-        ds: {(4, 2)} | {pair for pair, where in pairs.items() if ds in where} for ds in three
-    }
-    assert per_dataset == {  # its log names, the base (4, 2) included
+    per_dataset = {ds: {pair for pair, where in pairs.items() if ds in where} for ds in three}
+    assert per_dataset == {  # its log names
         "cifar10": {(2, 2), (4, 2), (8, 1), (8, 2), (16, 2), (16, 4)},
         "stl10": {(4, 2), (8, 2), (16, 2), (16, 4), (32, 4)},
         "tinyimagenet": {(4, 2), (8, 2), (8, 4), (16, 2), (16, 4), (16, 8)},
     }
-    assert len(points("perceiver-regular")) == 2
-    assert len(points("perceiver-large-tinyimagenet")) == 2
+    assert len(points("perceiver-regular")) == 3
+    assert len(points("perceiver-large-tinyimagenet")) == 3
     assert len(points("mixer")) == 9
-    assert all(len(ds) >= 2 for ds in points("mixer").values())
+    assert all(ds == three for ds in points("mixer").values())
+
+
+def test_a_sweep_point_that_repeats_its_base_is_trained_once(studies):
+    study = studies["small-data-transformers.yaml"]
+    repeats = {(run.experiment, run.dataset): first for run, first in study.same_as.items()}
+    assert repeats[("tnt@lr=0.0001", "stl10")].experiment == "tnt"
+    assert repeats[("perceiver-regular", "cifar10")].experiment == "perceiver-medium"
+    assert repeats[("perceiver-large-tinyimagenet", "tinyimagenet")].experiment == "perceiver-large"
+    assert repeats[("mixer@lr=0.001,batch_size=512", "cifar10")].experiment == "mixer"
+    assert ("mixer@lr=0.001,batch_size=512", "stl10") not in repeats
 
 
 # --- published numbers ---------------------------------------------------------------------------
@@ -482,7 +500,7 @@ PUBLISHED = {
             ("perceiver-medium", "stl10", 53.10, "best_test"),
             ("perceiver-large", "stl10", 54.87, "best_test"),
             ("perceiver-xl", "stl10", 53.26, "best_test"),
-            ("perceiver-large-tinyimagenet", "tinyimagenet", 24.85, "best_test"),
+            ("perceiver-large", "tinyimagenet", 24.85, "best_test"),
             ("perceiver-xl", "tinyimagenet", 24.81, "best_test"),
             (
                 "perceiver-regular@augment=none,attn_dropout=0.0,ff_dropout=0.0",
