@@ -9,6 +9,19 @@ import pytest
 NODE_UP = {"idle", "mixed", "allocated", "completing"}
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` need a GPU: skipped where torch sees none (benchmarks/gpu_check.py
+    runs them on a GPU machine with `-m cuda`)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """The one-node test cluster that `slurm/testcluster/up` starts: its node answers `sinfo`

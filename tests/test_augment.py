@@ -298,7 +298,7 @@ def test_unknown_preset_suggests_a_close_name():
         assert line.startswith(preset) and "\n" not in line
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.cuda
 @pytest.mark.parametrize("preset", augment.PRESETS)
 def test_cuda(preset):
     x = _images(32, 3, 64).cuda()

@@ -115,7 +115,7 @@ def test_same_seed_same_numbers_and_resume_after_preemption(digits, steps, tmp_p
 CPU = torch.device("cpu")
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.cuda
 def test_resume_after_preemption_is_exact_on_the_gpu(digits, steps, tmp_path):
     """The GPU path (data and generators on the device, bf16 autocast, channels-last)."""
     spec = spec_for("convnet", "device=cuda")
