@@ -85,15 +85,34 @@ def _find_shift(xi, yi, pad):
     raise AssertionError("an output is no zero-filled shift of its input within ±pad")
 
 
-@pytest.mark.parametrize("preset, size", [("crop", 8), ("standard", 8), ("standard", 32)])
-def test_crop_is_a_zero_filled_shift(preset, size):
-    pad = max(1, size // 8)
+@pytest.mark.parametrize(
+    "preset, size, pad",
+    [
+        ("crop", 8, 1),
+        ("standard", 8, None),
+        ("standard", 32, None),
+        ("standard", 96, None),
+        ("crop", 64, 2),
+        ("standard", 16, 0),
+    ],
+)
+def test_crop_is_a_zero_filled_shift_of_crop_padding_px_at_every_size(preset, size, pad):
     x = 0.1 + 0.9 * _images(1000, 1, size)  # no zeros, so a zero in y can only be fill
-    y = augment.build(preset, size)(x, _gen(0))
+    if pad is None:  # the default: 4 px whatever the image size, as the sources padded
+        aug, pad = augment.build(preset, size), 4
+    else:
+        aug = augment.build(preset, size, crop_padding=pad)
+    y = aug(x, _gen(0))
     found = [_find_shift(xi, yi, pad) for xi, yi in zip(x, y, strict=True)]
     assert len({(dy, dx) for dy, dx, _ in found}) == (2 * pad + 1) ** 2  # every shift occurs
     mirrored = {m for _, _, m in found}
     assert mirrored == ({False, True} if preset == "standard" else {False})
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "4"])
+def test_crop_padding_must_be_a_whole_number_of_pixels(bad):
+    with pytest.raises(ConfigError, match="crop_padding"):
+        augment.build("standard", 32, crop_padding=bad)
 
 
 def test_rotation_keeps_the_centre_of_a_constant_image():
@@ -135,12 +154,82 @@ def test_random_applies_the_ops_it_drew():
         torch.testing.assert_close(y[only], expected[only], atol=1e-5, rtol=0)
 
 
+def test_random_pool_has_the_resized_crop_from_64_px():
+    assert augment.random_pool(32) == augment.RANDOM_OPS and len(augment.RANDOM_OPS) == 8
+    for size in (64, 96):
+        pool = augment.random_pool(size)
+        assert len(pool) == 9 and set(pool) == {"resized_crop", *augment.RANDOM_OPS}
+
+
+def test_resized_crop_is_one_member_of_the_pool_not_applied_to_every_image():
+    pool = augment.RANDOM_OPS_WITH_CROP
+    share = augment.choose_ops(40000, _gen(0), pool=pool).float().mean(0)
+    # each of the 9 ops is among an image's 1-4 draws with probability 1 - mean_k (8/9)^k
+    expected = 1 - sum((8 / 9) ** k for k in range(1, 5)) / 4
+    assert ((share - expected).abs() < 0.01).all()
+
+    b = 1000
+    x = 0.3 + 0.4 * _images(b, 3, 64)
+    y = augment.build("random", 64)(x, _gen(5))
+    g = _gen(5)  # `random` draws the op mask first, then the crop of every image
+    ops = augment.choose_ops(b, g, pool=pool)
+    cropped = augment._resized_crop(x, g)
+
+    def only(name):
+        return ops.eq(torch.tensor([op == name for op in pool])).all(1)
+
+    assert only("resized_crop").sum() >= 10 and only("hflip").sum() >= 10
+    torch.testing.assert_close(y[only("resized_crop")], cropped[only("resized_crop")])
+    # an image that drew only the flip is a flip of the whole image: it was not cropped
+    torch.testing.assert_close(y[only("hflip")], x[only("hflip")].flip(-1), atol=1e-5, rtol=0)
+    assert not torch.allclose(cropped[only("hflip")], x[only("hflip")], atol=1e-2)
+
+
 def test_random_resized_crop_stays_inside_the_image():
     x = torch.full((256, 3, 64, 64), 0.6)
     y = augment._resized_crop(x, _gen(0))  # a box outside the image would bring in zeros
     torch.testing.assert_close(y, x)
     z = _images(256, 3, 64)
     assert ((augment._resized_crop(z, _gen(0)) - z).flatten(1).abs().amax(1) > 0.01).all()
+
+
+def test_resized_crop_and_flip_keeps_80_to_100_percent_of_each_side():
+    b, size = 2000, 32
+    ramp = torch.linspace(0, 1, size)
+    across = ramp.view(1, 1, 1, size).expand(b, 1, size, size)  # value = column
+    down = ramp.view(1, 1, size, 1).expand(b, 1, size, size)  # value = row
+    aug = augment.build("resized_crop+flip", size)
+    wide, tall = aug(across, _gen(3)), aug(down, _gen(3))
+    # the box's sides: sqrt(area * ratio) and sqrt(area / ratio), area 0.8-1, ratio 0.9-1.1
+    width = (wide[..., -1] - wide[..., 0]).abs().mean((1, 2))
+    height = (tall[..., -1, :] - tall[..., 0, :]).mean((1, 2))
+    for side in (width, height):
+        assert side.min() > 0.8 and side.max() <= 1 + 1e-5
+        assert side.min() < 0.88 and side.max() > 0.97  # the whole range is drawn
+    mirrored = wide[..., -1].mean((1, 2)) < wide[..., 0].mean((1, 2))
+    assert 0.45 < mirrored.float().mean() < 0.55
+    assert not (tall[..., -1, :] < tall[..., 0, :]).any()  # no vertical flips
+
+
+def test_flip_brightness_hue_is_torchvisions_colour_jitter_with_those_strengths():
+    x = _images(8, 3, 16)
+    y = augment.build("flip+brightness_hue", 16)(x, _gen(4))
+    g = _gen(4)  # the same draws: the flip's (zero) shift and coin, then the jitter's
+    torch.randint(0, 1, (2, 8, 1), generator=g)
+    mirror = torch.rand(8, 1, generator=g) < 0.5
+    factor = 1 + 0.5 * (2 * torch.rand(3, 8, generator=g)[0] - 1)
+    hue = -0.25 + 0.5 * torch.rand(8, generator=g)
+    for i in range(8):
+        ref = x[i].flip(-1) if mirror[i] else x[i]
+        ref = TF.adjust_hue(TF.adjust_brightness(ref, float(factor[i])), float(hue[i]))
+        torch.testing.assert_close(y[i], ref, atol=1e-5, rtol=0)
+    # brightness factors fill 0.5-1.5: a mid-grey image comes out anywhere in 0.25-0.75
+    grey = augment.build("flip+brightness_hue", 8)(torch.full((4000, 3, 8, 8), 0.5), _gen(0))
+    level = grey.mean((1, 2, 3))
+    assert level.min() > 0.25 - 1e-6 and level.max() < 0.75 + 1e-6
+    assert level.min() < 0.26 and level.max() > 0.74
+    assert abs(level.mean() - 0.5) < 0.01
+    assert torch.allclose(grey, grey[:, :1])  # grey stays grey: no saturation or hue change
 
 
 def test_equalize_flattens_the_histogram_as_torchvision_does():

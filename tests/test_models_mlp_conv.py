@@ -131,40 +131,6 @@ def test_mixstyle_is_identity_in_eval_and_mixes_in_training():
     assert torch.isfinite(digits(torch.rand(4, 1, 8, 8))).all()
 
 
-@pytest.mark.parametrize(("normalizer", "shape"), [("running", (1,)),
-                                                   ("running_per_channel", (3,))])
-def test_running_normalizer_updates_only_in_training(normalizer, shape):
-    model = make("resnet18", stem="imagenet", normalizer=normalizer)
-    assert model.input_normalization == "raw"
-    norm = model.normalizer
-    first = torch.rand(4, 3, 16, 16) * 0.5 + 0.2
-    with torch.no_grad():
-        model.train()(first)
-    # The first training batch sets the statistics outright.
-    dims = (0, 1, 2, 3) if normalizer == "running" else (0, 2, 3)
-    expected = first.mean(dims).reshape(shape)
-    assert norm.running_mean.shape == shape
-    assert torch.allclose(norm.running_mean, expected, atol=1e-6)
-    # Later ones move them by momentum 0.01.
-    second = torch.rand(4, 3, 16, 16)
-    with torch.no_grad():
-        model(second)
-    assert torch.allclose(norm.running_mean,
-                          0.99 * expected + 0.01 * second.mean(dims).reshape(shape), atol=1e-6)
-    # Evaluation reads the statistics and never writes them.
-    before = norm.running_mean.clone(), norm.running_var.clone()
-    with torch.no_grad():
-        model.eval()(torch.rand(4, 3, 16, 16) + 5)
-    assert torch.equal(norm.running_mean, before[0]) and torch.equal(norm.running_var, before[1])
-
-
-def test_input_normalization_attribute():
-    assert make("resnet18").input_normalization == "dataset"
-    raw = make("resnet18", normalizer="none")
-    assert raw.input_normalization == "raw" and isinstance(raw.normalizer, nn.Identity)
-    assert getattr(make("mlp"), "input_normalization", "dataset") == "dataset"
-
-
 def test_unknown_model_name_suggests_close_match():
     with pytest.raises(ConfigError, match="resnet18"):
         make("resnet19")

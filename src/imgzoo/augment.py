@@ -16,23 +16,28 @@ import math
 import torch
 import torch.nn.functional as F
 
-from imgzoo.errors import unknown_name
+from imgzoo.errors import ConfigError, unknown_name
 
 _DESCRIPTIONS = {
     "none": "no augmentation",
     "flip": "horizontal flip (p=0.5)",
-    "crop": "random crop, zero padding image_size//8 px (at least 1)",
-    "standard": "random crop, zero padding image_size//8 px (at least 1) + horizontal flip (p=0.5)",
+    "crop": "random crop, zero padding crop_padding px (default 4)",
+    "standard": "random crop, zero padding crop_padding px (default 4) + horizontal flip (p=0.5)",
     "standard+rotate": "standard + rotation uniform in [-15, 15] degrees (bilinear, zero fill)",
+    "resized_crop+flip": "random resized crop (area 0.8-1, aspect ratio 0.9-1.1) of every image "
+    "+ horizontal flip (p=0.5)",
     "color": "horizontal flip (p=0.5) + colour jitter 0.2/0.2/0.2/0.2 on every image",
-    "random": "per image 1-4 of: colour jitter, equalise, autocontrast, sharpness x2, h-flip, "
-    "v-flip, rotation 0-180, affine; after a random resized crop from 64 px up",
+    "flip+brightness_hue": "horizontal flip (p=0.5) + colour jitter brightness 0.5, hue 0.25 on "
+    "every image",
+    "random": "per image 1-4 draws from a pool: colour jitter, equalise, autocontrast, "
+    "sharpness x2, h-flip, v-flip, rotation 0-180, affine, and from 64 px a random resized crop",
 }
 PRESETS = tuple(_DESCRIPTIONS)
 
-# The `random` preset's operations, in the order they are applied (columns of `choose_ops`).
-# Colour first, so that equalise and autocontrast never count the zeros that rotation brings in;
-# then the four geometric ones composed into a single resampling (one blur, not up to four).
+# The pool of the `random` preset, in the order its operations are applied (the columns of
+# `choose_ops`). Colour first, so that equalise and autocontrast never count the zeros that
+# rotation brings in; then the four geometric ones composed into a single resampling (one blur,
+# not up to four).
 RANDOM_OPS = (
     "jitter",
     "equalize",
@@ -43,6 +48,16 @@ RANDOM_OPS = (
     "rotate",
     "affine",
 )
+# From 64 px (study 3's STL-10 and Tiny ImageNet) the pool has a ninth member, a random resized
+# crop, applied first to the images that drew it; at 32 px (its CIFAR-10) the pool has none.
+RANDOM_OPS_WITH_CROP = ("resized_crop", *RANDOM_OPS)
+RESIZED_CROP_FROM = 64
+
+
+def random_pool(image_size: int) -> tuple[str, ...]:
+    """The operations the `random` preset draws from at this image size."""
+    return RANDOM_OPS_WITH_CROP if image_size >= RESIZED_CROP_FROM else RANDOM_OPS
+
 
 # torchvision's grayscale weights (ITU-R 601-2 luma), used by contrast and saturation.
 _LUMA = (0.2989, 0.587, 0.114)
@@ -55,20 +70,27 @@ def describe(preset: str) -> str:
     return f"{preset}: {_DESCRIPTIONS[preset]}"
 
 
-def build(preset: str, image_size: int):
-    """The augmentation `aug(x, generator) -> x'` of a preset for square images of `image_size`."""
+def build(preset: str, image_size: int, *, crop_padding: int = 4):
+    """The augmentation `aug(x, generator) -> x'` of a preset for square images of `image_size`.
+
+    crop_padding: the zero padding of the random crop (crop, standard, standard+rotate), in
+    pixels at any image size, as the sources padded (4 px at 32, 64 and 96 px alike).
+    """
     if preset not in _DESCRIPTIONS:
         raise unknown_name("augmentation", preset, PRESETS)
-    pad = max(1, image_size // 8)  # the CIFAR recipe's 4 px at 32 px
+    if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
+        raise ConfigError(f"crop_padding={crop_padding!r} must be a whole number of pixels >= 0")
+    pad = crop_padding
     return {
         "none": _identity,
         "flip": functools.partial(_crop_flip, pad=0, flip=True),
         "crop": functools.partial(_crop_flip, pad=pad, flip=False),
         "standard": functools.partial(_crop_flip, pad=pad, flip=True),
         "standard+rotate": functools.partial(_standard_rotate, pad=pad),
+        "resized_crop+flip": _resized_crop_flip,
         "color": _flip_jitter,
-        # As study 3 did for STL-10 and Tiny ImageNet, not for CIFAR.
-        "random": functools.partial(_random, resized_crop=image_size >= 64),
+        "flip+brightness_hue": _flip_brightness_hue,
+        "random": functools.partial(_random, pool=random_pool(image_size)),
     }[preset]
 
 
@@ -108,30 +130,47 @@ def _flip_jitter(x, generator):
     return color_jitter(_crop_flip(x, generator, pad=0, flip=True), generator)
 
 
-def choose_ops(batch: int, generator, device=None) -> torch.Tensor:
-    """(B, 8) bool: which of RANDOM_OPS each image gets.
+def _flip_brightness_hue(x, generator):
+    """Study 3's Perceiver IO recipe on CIFAR-10: flip + ColorJitter(brightness=0.5, hue=0.25)."""
+    x = _crop_flip(x, generator, pad=0, flip=True)
+    return color_jitter(x, generator, brightness=0.5, contrast=0.0, saturation=0.0, hue=0.25)
+
+
+def _resized_crop_flip(x, generator):
+    """Study 1's recipe: RandomResizedCrop(scale=(0.8, 1), ratio=(0.9, 1.1)) + flip."""
+    x = _resized_crop(x, generator, scale=(0.8, 1.0), ratio=(0.9, 1.1))
+    return _crop_flip(x, generator, pad=0, flip=True)
+
+
+def choose_ops(batch: int, generator, device=None, pool=RANDOM_OPS) -> torch.Tensor:
+    """(B, len(pool)) bool: which operations of the pool each image gets.
 
     Like study 3's RandomChoice of 1-4 successive draws: the count is uniform in 1..4 and the
     draws are independent, with replacement; an op drawn twice is applied once. This is the first
     thing `random` draws, so a clone of the generator tells a test what the batch got.
     """
+    n = len(pool)
     count = torch.randint(1, 5, (batch, 1, 1), generator=generator, device=device)
-    draws = torch.randint(0, len(RANDOM_OPS), (batch, 4, 1), generator=generator, device=device)
-    drawn = draws == torch.arange(len(RANDOM_OPS), device=device)  # (B, 4, 8) one-hot
+    draws = torch.randint(0, n, (batch, 4, 1), generator=generator, device=device)
+    drawn = draws == torch.arange(n, device=device)  # (B, 4, n) one-hot
     used = torch.arange(4, device=device)[:, None] < count  # (B, 4, 1): the first `count` draws
     return (drawn & used).any(1)
 
 
-def _random(x, generator, *, resized_crop):
+def _random(x, generator, *, pool):
     """Study 3's random augmentation; see RANDOM_OPS for the order.
 
-    Order: the op mask, then (from 64 px) a random resized crop of every image, colour jitter,
-    equalise, autocontrast, sharpness, and one resampling for flips, rotation and affine.
+    Order: the op mask, then (if the pool has it) a random resized crop of the images that drew
+    it, colour jitter, equalise, autocontrast, sharpness, and one resampling for flips, rotation
+    and affine. The crop's parameters are drawn for every image, so the draws do not depend on
+    the data.
     """
     b, _, h, w = x.shape
-    ops = choose_ops(b, generator, x.device)
-    if resized_crop:
-        x = _resized_crop(x, generator)
+    ops = choose_ops(b, generator, x.device, pool)
+    if pool[0] == "resized_crop":
+        cropped = ops[:, 0, None, None, None]
+        x = torch.where(cropped, _resized_crop(x, generator), x)
+        ops = ops[:, 1:]
     take = ops[:, :, None, None, None]  # (B, 8, 1, 1, 1): broadcasts against (B, C, H, W)
     x = torch.where(take[:, 0], color_jitter(x, generator), x)
     x = torch.where(take[:, 1], equalize(x), x)
@@ -159,24 +198,25 @@ def _random(x, generator, *, resized_crop):
 # --- operations on whole batches ---------------------------------------------------------------
 
 
-def color_jitter(x, generator, strength=0.2):
-    """ColorJitter(strength x 4) per image, in a fixed order: brightness, contrast, saturation, hue.
+def color_jitter(x, generator, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2):
+    """ColorJitter(brightness, contrast, saturation, hue) per image, in a fixed order: brightness,
+    contrast, saturation, hue.
 
     torchvision shuffles the four per call; a fixed order keeps the batch one set of tensor ops.
-    One-channel images get brightness and contrast only; all factors are drawn either way.
+    One-channel images get brightness and contrast only; all factors are drawn either way (a
+    strength of 0 gives the factor 1, which changes nothing).
     """
     b, c = x.shape[:2]
-    factor = 1 + strength * (
-        2 * torch.rand(3, b, 1, 1, 1, generator=generator, device=x.device) - 1
-    )
-    hue = _uniform(generator, x, -strength, strength)
+    unit = 2 * torch.rand(3, b, 1, 1, 1, generator=generator, device=x.device) - 1
+    factor = [1 + s * u for s, u in zip((brightness, contrast, saturation), unit, strict=True)]
+    turns = _uniform(generator, x, -hue, hue)
     x = (x * factor[0]).clamp(0, 1)
     mean = _gray(x).mean((1, 2, 3), keepdim=True)
     x = (factor[1] * x + (1 - factor[1]) * mean).clamp(0, 1)
     if c != 3:
         return x
     x = (factor[2] * x + (1 - factor[2]) * _gray(x)).clamp(0, 1)
-    return _shift_hue(x, hue)
+    return _shift_hue(x, turns)
 
 
 def equalize(x):
@@ -293,14 +333,15 @@ def _sample(x, theta, padding="zeros"):
     return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
 
 
-def _resized_crop(x, generator):
-    """RandomResizedCrop(scale 0.5-1, ratio 3/4-4/3) of every image back to its size, bilinear.
+def _resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
+    """RandomResizedCrop(scale, ratio) of every image back to its size, bilinear (default:
+    study 3's scale 0.5-1 and torchvision's ratio 3/4-4/3).
 
     torchvision retries a box that does not fit; here its sides are clipped to the image instead,
     which keeps it one draw per image.
     """
-    area = _uniform(generator, x, 0.5, 1.0)
-    ratio = _uniform(generator, x, math.log(3 / 4), math.log(4 / 3)).exp()
+    area = _uniform(generator, x, *scale)
+    ratio = _uniform(generator, x, math.log(ratio[0]), math.log(ratio[1])).exp()
     width = (area * ratio).sqrt().clamp(max=1)  # fractions of the image's sides
     height = (area / ratio).sqrt().clamp(max=1)
     where_x, where_y = _uniform(generator, x, -1.0, 1.0, n=2)  # box centre within the slack

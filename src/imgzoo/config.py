@@ -38,6 +38,8 @@ RESOURCE_DEFAULTS = {
     "extra_sbatch": [],
 }
 EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
+# Keys of a sweep point that say where it runs and what was published, not what it varies.
+POINT_KEYS = ("datasets", "published")
 
 
 # YAML 1.1 (PyYAML, and so Snakemake's configfile) reads `1e-3` as a string; researchers write
@@ -174,7 +176,8 @@ def model_arg_names(family: str) -> tuple[str, ...]:
     if node is None:
         raise RuntimeError(f"{module} has no build() function")
     names = [a.arg for a in node.args.args + node.args.kwonlyargs]
-    return tuple(n for n in names if n not in ("num_classes", "image_size", "in_chans"))
+    own = tuple(n for n in names if n not in ("num_classes", "image_size", "in_chans"))
+    return own + catalog.COMMON_ARGS
 
 
 def _check_model(where: str, model: str, model_args: dict) -> str:
@@ -189,6 +192,10 @@ def _check_model(where: str, model: str, model_args: dict) -> str:
         if key not in allowed:
             err = unknown_name(f"argument of model family '{family}'", key, allowed)
             raise ConfigError(f"config '{where}.model_args': {err}")
+    normalizer = model_args.get("normalizer", "fixed")
+    if normalizer not in catalog.INPUT_NORMALIZERS:
+        err = unknown_name("value", normalizer, catalog.INPUT_NORMALIZERS)
+        raise ConfigError(f"config '{where}.model_args.normalizer': {err}")
     return family
 
 
@@ -266,6 +273,13 @@ class Study:
             _check_model(
                 f"{where}.per_dataset.{dataset}", exp["model"], overrides.get("model_args", {})
             )
+        datasets = exp.get("datasets", self.config["datasets"])
+        for dataset in exp.get("published", {}):
+            if dataset not in datasets:
+                raise ConfigError(
+                    f"config '{where}.published.{dataset}': experiment '{name}' does not run on "
+                    f"dataset '{dataset}' (its datasets: {', '.join(datasets)})"
+                )
         self.experiments[name] = exp
 
     def _expand_sweep(self, name: str, sweep: dict) -> None:
@@ -285,21 +299,64 @@ class Study:
         else:
             points = sweep["points"]
         allowed = [*self.train, *model_arg_names(family)]
-        for point in points:
-            for key in point:
+        base_datasets = base.get("datasets", self.config["datasets"])
+        for i, point in enumerate(points):
+            values = {k: v for k, v in point.items() if k not in POINT_KEYS}
+            for key in values:
                 if key not in allowed:
                     err = unknown_name("key to sweep", key, allowed)
                     raise ConfigError(f"config '{where}': {err}")
+            if not values:
+                raise ConfigError(f"config '{where}.points.{i}': a point must set a key to sweep")
+            for dataset in point.get("datasets", []):
+                if dataset not in base_datasets:
+                    raise ConfigError(
+                        f"config '{where}.points.{i}.datasets': the base experiment "
+                        f"'{base_name}' does not run on dataset '{dataset}' (its datasets: "
+                        f"{', '.join(base_datasets)})"
+                    )
+        # every dataset of the base gets a sweep plot, so each needs at least one point
+        for dataset in base_datasets:
+            if not any(dataset in p.get("datasets", base_datasets) for p in points):
+                raise ConfigError(
+                    f"config '{where}': no point runs on dataset '{dataset}' of the base "
+                    f"experiment '{base_name}'; list only the datasets the sweep covers there"
+                )
         for point in points:
+            values = {k: v for k, v in point.items() if k not in POINT_KEYS}
             exp = copy.deepcopy(base)
-            for key, value in point.items():
+            exp.pop("published", None)  # the base's numbers belong to the base
+            for key, value in values.items():
+                # the swept value wins over the base's per-dataset value of the same key
+                for overrides in exp.get("per_dataset", {}).values():
+                    holder = overrides if key in self.train else overrides.get("model_args", {})
+                    holder.pop(key, None)
                 if key in self.train:
                     exp[key] = value
                 else:
                     exp.setdefault("model_args", {})[key] = value
-            exp["sweep"] = {"name": name, "base": base_name, "values": point}
-            label = ",".join(f"{k}={_format_value(v)}" for k, v in point.items())
+            for key in POINT_KEYS:
+                if key in point:
+                    exp[key] = point[key]
+            exp["sweep"] = {"name": name, "base": base_name, "values": values}
+            label = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
             self._add_experiment(f"{base_name}@{label}", exp, where=where)
+
+    def published(self) -> list[dict]:
+        """The published numbers, one dict per (experiment, dataset): experiment, dataset,
+        value (percent), measures, source and note ("" when the config gives none)."""
+        return [
+            {
+                "experiment": name,
+                "dataset": dataset,
+                "value": float(entry["value"]),
+                "measures": entry["measures"],
+                "source": entry["source"],
+                "note": entry.get("note", ""),
+            }
+            for name, exp in self.experiments.items()
+            for dataset, entry in exp.get("published", {}).items()
+        ]
 
     def datasets_of(self, experiment: str) -> list[str]:
         return self.experiments[experiment].get("datasets", self.config["datasets"])
@@ -361,19 +418,6 @@ class Study:
             for run in runs
             if run in self.same_as
         ]
-
-    def published(self) -> list[dict]:
-        """The numbers the write-ups publish, one dict per (experiment, dataset)."""
-        entries = []
-        for name, exp in self.config["experiments"].items():
-            for dataset, entry in exp.get("published", {}).items():
-                if dataset not in self.datasets_of(name):
-                    raise ConfigError(
-                        f"config 'experiments.{name}.published.{dataset}': experiment '{name}' "
-                        f"does not run on dataset '{dataset}'"
-                    )
-                entries.append({"experiment": name, "dataset": dataset, "note": "", **entry})
-        return entries
 
     def comparisons(self) -> list[tuple[str, str]]:
         """The `compare:` pairs (A, B), compared as A - B: every `pairs` entry, then every other

@@ -7,7 +7,9 @@ for the family asked for.
 A family module exposes `build(num_classes, image_size, in_chans, **args)`. A module that serves
 several families (resnet18 and resnet34 share one) exposes `build_<family>` instead; `create`
 looks that up first. The builder's keyword parameters are the family's model arguments, so its
-signature is the single place where they are declared.
+signature is the single place where they are declared. The arguments in catalog.COMMON_ARGS
+(`normalizer`) are the exception: every family takes them, and `create` applies them around the
+builder.
 """
 
 import difflib
@@ -30,7 +32,7 @@ def _check_args(family: str, builder, model_args: dict) -> None:
     params = inspect.signature(builder).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         return  # the builder validates its own arguments
-    known = sorted(n for n in params if n not in _DATA_PARAMS)
+    known = sorted([*(n for n in params if n not in _DATA_PARAMS), *catalog.COMMON_ARGS])
     for key in model_args:
         if key not in known:
             close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.5)
@@ -46,13 +48,35 @@ def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **mod
 
     `model_args` override a preset's arguments. Unknown names or arguments raise ConfigError.
     """
+    from imgzoo.models import input_normalizer
+
     try:
         family, args = catalog.resolve(name, model_args)
     except KeyError:
         raise unknown_name("model", name, catalog.known_models()) from None
+    normalizer = args.pop("normalizer", "fixed")
+    input_normalizer.check(normalizer, family)  # before the (possibly slow) build
     builder = _builder(family)
     _check_args(family, builder, args)
-    return builder(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
+    model = builder(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
+    return input_normalizer.attach(model, normalizer, in_chans, family)
+
+
+def default_args(name: str) -> dict:
+    """Every model argument of a family or preset with the value `create` uses when the config
+    gives none: the builder's defaults, overridden by the preset's. Tuples come back as lists,
+    as a config writes them."""
+    try:
+        family, preset_args = catalog.resolve(name)
+    except KeyError:
+        raise unknown_name("model", name, catalog.known_models()) from None
+    params = inspect.signature(_builder(family)).parameters.values()
+    defaults = {
+        p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for p in params
+        if p.name not in _DATA_PARAMS and p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, "normalizer": "fixed", **preset_args}
 
 
 def first_layer_tiles(model):

@@ -6,6 +6,11 @@ configurations: a preset is a family plus model_args, and an experiment's own mo
 override the preset's.
 """
 
+# Model arguments that every family takes; `imgzoo.models.create` handles them around the
+# family's builder (imgzoo.models.input_normalizer explains each value).
+COMMON_ARGS = ("normalizer",)
+INPUT_NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
+
 # name -> (module, has_first_layer_view)
 FAMILIES: dict[str, tuple[str, bool]] = {
     # --- MLPs, convolutional networks and the MLP-Mixer ---
@@ -23,6 +28,9 @@ FAMILIES: dict[str, tuple[str, bool]] = {
     "perceiver_io": ("imgzoo.models.perceiver_io", False),
     "pretrained": ("imgzoo.models.pretrained", True),  # the timm model's first conv
 }
+
+# What study 2 gave every ViT: the summed 2-D sin-cos position code and the running normaliser.
+STUDY2_VIT = {"pos": "sincos2d_sum", "normalizer": "running"}
 
 # preset name -> {"model": family, "model_args": {...}}
 PRESETS: dict[str, dict] = {
@@ -58,7 +66,11 @@ PRESETS: dict[str, dict] = {
         }
         for level in (1, 2, 3)
     },
-    "toy-dilated": {"model": "dilated", "model_args": {"width": 32, "dilations": [1, 2, 4, 8]}},
+    # Study 2's toy net, with the running input normaliser study 2 gave every model.
+    "toy-dilated": {
+        "model": "dilated",
+        "model_args": {"width": 32, "dilations": [1, 2, 4, 8], "normalizer": "running"},
+    },
     # Study 1's Mixer: its weight picture (128 token-mixing rows of 8x8) implies patch 4, dim 256;
     # its JSON config says patch 16 (only 4 tokens at 32 px).
     "mixer-study1": {"model": "mixer", "model_args": {"patch_size": 4, "dim": 256, "depth": 4}},
@@ -72,21 +84,23 @@ PRESETS: dict[str, dict] = {
                        "token_mlp_ratio": 0.5, "channel_mlp_ratio": 4.0},
     },
     # --- attention models, and timm's ImageNet-pretrained models ---
-    # Study 2 (CIFAR-100) ViTs: patch 8 (16 tokens at 32 px), dim 256, 4 heads, MLP head via 1024.
+    # Study 2 (CIFAR-100) ViTs: patch 8 (16 tokens at 32 px), dim 256, 4 heads, MLP head via 1024,
+    # its position code (row code + column code, summed) and its running input normaliser.
     # "vit" = post-norm nn.TransformerEncoderLayer style; "vitn" = pre-norm, own attention.
-    "vit-12x256-8x8": {"model": "vit", "model_args": {"norm": "post"}},
-    "vitn-12x256-8x8": {"model": "vit", "model_args": {"norm": "pre"}},
-    "vitn-12x256-8x8-ra": {"model": "vit", "model_args": {"norm": "pre", "rel_attn": True}},
-    "vitn-12x256-8x8-dm": {"model": "vit", "model_args": {"norm": "pre", "diag_mask": True}},
-    "vitn-12x256-8x8-lt": {"model": "vit", "model_args": {"norm": "pre", "temperature": "log"}},
-    "vitn-12x256-8x8-ltv": {
-        "model": "vit", "model_args": {"norm": "pre", "temperature": "vanilla"},
+    **{
+        name: {"model": "vit", "model_args": {**STUDY2_VIT, **args}}
+        for name, args in {
+            "vit-12x256-8x8": {"norm": "post"},
+            "vitn-12x256-8x8": {"norm": "pre"},
+            "vitn-12x256-8x8-ra": {"norm": "pre", "rel_attn": True},
+            "vitn-12x256-8x8-dm": {"norm": "pre", "diag_mask": True},
+            "vitn-12x256-8x8-lt": {"norm": "pre", "temperature": "log"},
+            "vitn-12x256-8x8-ltv": {"norm": "pre", "temperature": "vanilla"},
+            "vitn-12x256-8x8-dm-lt": {"norm": "pre", "diag_mask": True, "temperature": "log"},
+            # 3 blocks x 4 layers with an extra head after blocks 1 and 2 (layers 4 and 8).
+            "vit-aux-3x4x256-8x8": {"norm": "post", "aux_heads": [4, 8]},
+        }.items()
     },
-    "vitn-12x256-8x8-dm-lt": {
-        "model": "vit", "model_args": {"norm": "pre", "diag_mask": True, "temperature": "log"},
-    },
-    # 3 blocks x 4 layers with an extra head after blocks 1 and 2 (layers 4 and 8).
-    "vit-aux-3x4x256-8x8": {"model": "vit", "model_args": {"norm": "post", "aux_heads": [4, 8]}},
     # "Vision Transformer for Small-Size Datasets" (arXiv 2112.13492): shifted patch tokens +
     # locality self-attention (diagonal mask, learned temperature), its CIFAR ViT size.
     "vit-spt-lsa": {

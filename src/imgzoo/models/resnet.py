@@ -4,26 +4,24 @@
   "imagenet" (7x7 stride-2 conv + 3x3/2 max-pool; 16x fewer activations, what study 2 used).
 - norm: "bn", "gn" (GroupNorm(16, C) in place of every BatchNorm, stem and shortcuts included)
   or "none".
-- normalizer: "fixed" (the loop feeds dataset-normalised input), or the model standardises raw
-  [0, 1] pixels itself: "none" (not at all), "running" (one running mean/var over all pixels,
-  study 2's default), "running_per_channel".
 - mixstyle: MixStyle after the first 0-3 stages (one shared, parameter-free module).
 
-The head always has num_classes outputs: study 2's "-tnc" ("tailor num classes") variant is what
-every ResNet here is; its plain resnet18/34 kept torchvision's 1000 logits.
+Study 2's running input normaliser is the `normalizer` argument that every family takes
+(imgzoo.models.input_normalizer). The head always has num_classes outputs: study 2's "-tnc"
+("tailor num classes") variant is what every ResNet here is; its plain resnet18/34 kept
+torchvision's 1000 logits.
 """
 
 import torch
 from torch import nn
 
 from imgzoo.models._common import check_choice, conv_tiles
-from imgzoo.models._layers import MixStyle, RunningNormalizer
+from imgzoo.models._layers import MixStyle
 
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 WIDTHS = (64, 128, 256, 512)
 STEMS = ("cifar", "imagenet")
 NORMS = ("bn", "gn", "none")
-NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -57,14 +55,8 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, depth, num_classes, in_chans, stem, norm, normalizer, mixstyle):
+    def __init__(self, depth, num_classes, in_chans, stem, norm, mixstyle):
         super().__init__()
-        self.input_normalization = "dataset" if normalizer == "fixed" else "raw"
-        self.normalizer: nn.Module = nn.Identity()
-        if normalizer.startswith("running"):
-            per_channel = normalizer == "running_per_channel"
-            self.normalizer = RunningNormalizer(in_chans if per_channel else None)
-
         kernel, stride = (3, 1) if stem == "cifar" else (7, 2)
         self.conv1 = _conv(in_chans, WIDTHS[0], kernel, stride, norm)
         self.norm1 = _norm(norm, WIDTHS[0])
@@ -95,7 +87,6 @@ class ResNet(nn.Module):
                     nn.init.zeros_(m.conv2.weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.normalizer(x)
         x = self.pool(torch.relu(self.norm1(self.conv1(x))))
         for i, stage in enumerate(self.stages):
             x = stage(x)
@@ -107,20 +98,19 @@ class ResNet(nn.Module):
         return conv_tiles(self.conv1)
 
 
-def _build(depth, num_classes, in_chans, stem, norm, normalizer, mixstyle):
+def _build(depth, num_classes, in_chans, stem, norm, mixstyle):
     check_choice(f"resnet{depth}", "stem", stem, STEMS)
     check_choice(f"resnet{depth}", "norm", norm, NORMS)
-    check_choice(f"resnet{depth}", "normalizer", normalizer, NORMALIZERS)
     check_choice(f"resnet{depth}", "mixstyle", mixstyle, (0, 1, 2, 3))
-    return ResNet(depth, num_classes, in_chans, stem, norm, normalizer, mixstyle)
+    return ResNet(depth, num_classes, in_chans, stem, norm, mixstyle)
 
 
 # image_size is unused: global average pooling makes a ResNet size-agnostic (8 to 96 px and up).
 def build_resnet18(num_classes, image_size, in_chans, *,
-                   stem="cifar", norm="bn", normalizer="fixed", mixstyle=0):
-    return _build(18, num_classes, in_chans, stem, norm, normalizer, mixstyle)
+                   stem="cifar", norm="bn", mixstyle=0):
+    return _build(18, num_classes, in_chans, stem, norm, mixstyle)
 
 
 def build_resnet34(num_classes, image_size, in_chans, *,
-                   stem="cifar", norm="bn", normalizer="fixed", mixstyle=0):
-    return _build(34, num_classes, in_chans, stem, norm, normalizer, mixstyle)
+                   stem="cifar", norm="bn", mixstyle=0):
+    return _build(34, num_classes, in_chans, stem, norm, mixstyle)

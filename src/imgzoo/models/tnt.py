@@ -42,8 +42,21 @@ class Attention(nn.Module):
         qkv = rearrange(
             self.to_qkv(self.norm(x)), "b n (three h d) -> three b h n d", three=3, h=self.heads
         )
-        out = F.scaled_dot_product_attention(*qkv, dropout_p=self.dropout if self.training else 0.0)
+        out = _attend(*qkv, dropout=self.dropout if self.training else 0.0)
         return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+
+
+# CUDA's fused attention kernels take at most 65,535 sequences per call; the inner attention
+# runs one sequence per patch (batch x patches: 256,000 for 2 px patches of 32 px images at an
+# evaluation batch of 1000), so larger batches are attended in slices of this size.
+MAX_SEQUENCES = 65535
+
+
+def _attend(q, k, v, dropout: float) -> torch.Tensor:
+    if q.shape[0] <= MAX_SEQUENCES:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+    slices = zip(*(t.split(MAX_SEQUENCES) for t in (q, k, v)), strict=True)
+    return torch.cat([F.scaled_dot_product_attention(*s, dropout_p=dropout) for s in slices])
 
 
 def feed_forward(dim: int, dropout: float, mult: int = 4) -> nn.Module:
