@@ -193,3 +193,25 @@ def test_gpu_out_of_memory_names_the_setting_to_lower(stage, setting, advice):
     with pytest.raises(RunFailed, match=f"in {stage} of experiment 'big' on stl10.*{advice}"):
         with out_of_memory(spec, stage, setting):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB")
+
+
+def test_the_runs_crop_padding_reaches_its_batches(prepared, spec):
+    """`crop_padding: 0` leaves a crop nothing to shift: the batches are the images as they
+    are; the default 4 px shifts them."""
+    def first_batch(padding):
+        run = {**spec, "train": {**spec["train"], "augment": "crop", "crop_padding": padding}}
+        parts = build_parts(run, prepared, CPU)
+        x, y = next(parts.data.batches(1))
+        return x, parts.data.train_batch(_order_of_epoch_one(parts, len(y)), None)[0]
+
+    augmented, plain = first_batch(0)
+    assert torch.equal(augmented, plain)
+    augmented, plain = first_batch(4)
+    assert not torch.equal(augmented, plain)
+
+
+def _order_of_epoch_one(parts, n):
+    from imgzoo.training.device_data import seed_epoch
+
+    generator = seed_epoch(parts.data.seed, 1, CPU)
+    return torch.randperm(parts.data.size("train"), generator=generator)[:n]

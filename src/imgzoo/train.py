@@ -58,6 +58,7 @@ def build_parts(spec: dict, prepared, device: torch.device) -> RunParts:
         train_subset_size=cfg["train_subset_size"],
         normalize=network.normalize,
         channels_last=network.channels_last,
+        crop_padding=cfg["crop_padding"],
     )
     step = TrainStep(network, cfg, steps_per_epoch=device_data.steps_per_epoch, device=device)
     return RunParts(network, device_data, step, eval_batch_size(cfg, device))

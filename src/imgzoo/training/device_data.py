@@ -58,6 +58,7 @@ class DeviceData:
         train_subset_size: int,
         normalize: bool = True,
         channels_last: bool = False,
+        crop_padding: int = 4,
     ):
         self.device = device
         self.image_size = prepared.image_size
@@ -77,7 +78,7 @@ class DeviceData:
         self.y[TRAIN_SUBSET] = self.y["train"][:n_subset]
         self.mean = torch.tensor(prepared.mean, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(prepared.std, device=device).view(1, -1, 1, 1)
-        self.augment = augment.build(augmentation, prepared.image_size)
+        self.augment = augment.build(augmentation, prepared.image_size, crop_padding=crop_padding)
         self.steps_per_epoch = steps_per_epoch(len(self.y["train"]), batch_size)
 
     def size(self, split: str) -> int:
