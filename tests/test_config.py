@@ -88,7 +88,7 @@ def test_runs_with_equal_settings_are_trained_once():
 
 def test_defaults_and_experiment_overrides():
     study = Study(with_changes())
-    assert study.config["slurm"] == {"max_requeues": 3, "log_dir": "results/logs/slurm"}
+    assert study.config["slurm"] == {"max_requeues": 3, "log_dir": "results/default/logs/slurm"}
     res = study.run_spec("digits", "res", 0)
     assert res["train"]["lr"] == 0.01 and res["train"]["optimizer"] == "adamw"
     assert study.run_spec("digits", "mlp", 0)["train"]["lr"] == 0.001

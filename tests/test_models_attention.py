@@ -617,3 +617,28 @@ def test_short_training_beats_chance(family):
     with torch.no_grad():
         accuracy = (model(test_x).argmax(dim=1) == test_y).float().mean().item()
     assert accuracy >= 0.75, accuracy  # 3x chance
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"diag_mask": True}, {"temperature": "log"}, {"temperature": "vanilla"},
+     {"diag_mask": True, "temperature": "log"}],
+    ids=["plain", "diag_mask", "log_temperature", "vanilla_temperature", "lsa"],
+)
+def test_fused_attention_equals_the_written_out_logits(options):
+    """The attention runs through scaled_dot_product_attention unless its logits are asked for;
+    both compute the same numbers."""
+    from imgzoo.models.vit import Attention
+
+    torch.manual_seed(0)
+    attention = Attention(64, 4, **options).eval()
+    if "temperature" in options:  # a learned temperature away from its start
+        with torch.no_grad():
+            for p in attention.parameters():
+                if p.ndim == 0:
+                    p.fill_(0.7)
+    x = torch.randn(3, 17, 64)
+    fused = attention(x)
+    attention.record_logits = True
+    written_out = attention(x)
+    torch.testing.assert_close(fused, written_out, rtol=1e-5, atol=1e-5)

@@ -227,10 +227,12 @@ def equalize(x):
     """
     b, c, h, w = x.shape
     level = (x * 255).round().long().reshape(b * c, h * w)
-    # One histogram per (image, channel) row by scatter_add (bincount would wait on the GPU to
-    # learn its output size); integer counts come out the same in any order.
-    hist = torch.zeros(b * c, 256, dtype=torch.long, device=x.device)
-    hist = hist.scatter_add_(1, level, torch.ones_like(level))
+    # One histogram per (image, channel) row: where each level starts in the row's sorted
+    # levels. Not bincount (it waits on the GPU to learn its output size) nor scatter_add (in
+    # deterministic mode CUDA takes a path that waits too): sort and searchsorted never wait.
+    edges = torch.arange(257, device=x.device).expand(b * c, 257).contiguous()
+    starts = torch.searchsorted(level.sort(dim=1).values, edges)
+    hist = starts[:, 1:] - starts[:, :-1]
     step = (h * w - hist.gather(1, level.amax(1, keepdim=True))) // 255
     below = F.pad(hist.cumsum(1), (1, 0))[:, :-1]  # pixels strictly below each level
     lut = ((below + step // 2) // step.clamp(min=1)).clamp(0, 255)

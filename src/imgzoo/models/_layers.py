@@ -28,9 +28,11 @@ class MixStyle(nn.Module):
         sig = (x.var(dim=(2, 3), keepdim=True, unbiased=False) + self.eps).sqrt().detach()
         normed = (x - mu) / sig
         # Sampled in float32 whatever x is: Beta sampling is not implemented for every dtype.
-        concentration = torch.tensor(self.alpha, device=x.device)
-        beta = torch.distributions.Beta(concentration, concentration)
-        lam = beta.sample((batch, 1, 1, 1)).to(x.dtype)
+        # The concentration is filled on the device (a tensor made from a Python float would be
+        # a copy the GPU waits for) and not validated (validation reads values back).
+        concentration = torch.full((batch, 1, 1, 1), self.alpha, device=x.device)
+        beta = torch.distributions.Beta(concentration, concentration, validate_args=False)
+        lam = beta.sample().to(x.dtype)
         perm = torch.randperm(batch, device=x.device)
         mu_mix = lam * mu + (1 - lam) * mu[perm]
         sig_mix = lam * sig + (1 - lam) * sig[perm]
