@@ -266,12 +266,16 @@ def sync_free(ctx) -> dict:
 
 
 def cuda_tests(ctx) -> dict:
+    # A GPU machine may lack what some test modules import (Snakemake, say): run what collects.
     command = [sys.executable, "-m", "pytest", "-m", "cuda", "-q", "-p", "no:cacheprovider",
-               str(REPO / "tests")]
+               "--continue-on-collection-errors", str(REPO / "tests")]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     lines = [ln for ln in done.stdout.splitlines() if ln.strip()]
-    return {"ok": done.returncode in (0, 5), "summary": lines[-1] if lines else "",
-            "failures": [ln for ln in lines if ln.startswith(("FAILED", "ERROR"))]}
+    failures = [ln for ln in lines if ln.startswith("FAILED")]
+    return {"ok": not failures and "passed" in (lines[-1] if lines else "")
+            if ctx.device.type == "cuda" else done.returncode in (0, 5),
+            "summary": lines[-1] if lines else "", "failures": failures,
+            "not_collected": [ln for ln in lines if ln.startswith("ERROR")]}
 
 
 class BareLoop:
@@ -307,7 +311,7 @@ class BareLoop:
 
 def overhead(ctx) -> dict:
     sizes = (2000, 200, 200) if ctx.quick else (45_000, 5_000, 10_000)
-    steps = 5 if ctx.quick else 100
+    steps = 5 if ctx.quick else 60
     prepared = random_prepared(sizes, 32, 10)
     model, args = ("mlp", {"hidden": [64]}) if ctx.quick else ("resnet18", {})
     configs = [(True, False), (False, False)]
@@ -315,7 +319,7 @@ def overhead(ctx) -> dict:
         configs += [(False, True), (True, True)]
     rows = []
     for deterministic, compiled in configs:
-        if ctx.out_of_time(reserve=120 if compiled else 20):
+        if ctx.out_of_time(reserve=100 if compiled else 20):
             rows.append({"deterministic": deterministic, "compile": compiled, "skipped": True})
             continue
         spec = spec_for(model, args, image_size=32, batch_size=128, augment="none",
@@ -365,7 +369,7 @@ def seeds_loop(ctx) -> dict:
     from reference_loop import ReferenceLoop
 
     sizes = (2000, 200, 200) if ctx.quick else (45_000, 5_000, 10_000)
-    steps = 3 if ctx.quick else 40
+    steps = 3 if ctx.quick else 30
     prepared = random_prepared(sizes, 32, 10)
     model, args = ("mlp", {"hidden": [64]}) if ctx.quick else ("resnet18", {})
     spec = spec_for(model, args, image_size=32, batch_size=128, augment="standard")
@@ -389,7 +393,7 @@ def seeds_loop(ctx) -> dict:
 
 def models(ctx) -> dict:
     table = QUICK_MODELS if ctx.quick else STUDY_MODELS
-    steps = 3 if ctx.quick else 20
+    steps = 3 if ctx.quick else 15
     rows = []
     for label, model, args, size, classes, batch in table:
         if ctx.out_of_time(reserve=15):
