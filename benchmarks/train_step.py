@@ -456,13 +456,13 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
     # after it pays to map it again, which a real epoch pays once in hundreds of steps.
     n_eval, eval_batch = train_data.size("test"), parts.eval_batch_size
     with phase("imgzoo"):
-        evaluate(network.net, train_data, "train_subset", eval_batch)  # warm-up
+        evaluate(network.model, train_data, "train_subset", eval_batch)  # warm-up
         if spec["train"]["compile"]:  # a new batch size: compiled again, not to be timed
-            evaluate(network.net, train_data, "test", eval_batch)
+            evaluate(network.model, train_data, "test", eval_batch)
         while len(evals) < 3 and (not evals or sum(evals) < settings["budget_s"] / 2):
             sync()
             t0 = time.perf_counter()
-            evaluate(network.net, train_data, "test", eval_batch)
+            evaluate(network.model, train_data, "test", eval_batch)
             sync()
             evals.append(time.perf_counter() - t0)
 

@@ -135,7 +135,7 @@ def train(
     if history.best_epoch > 0:
         network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL))
     with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
-        test = evaluate(network.net, parts.data, "test", parts.eval_batch_size, predictions=True)
+        test = evaluate(network.model, parts.data, "test", parts.eval_batch_size, predictions=True)
     log = run_log(
         spec,
         history,
@@ -227,7 +227,7 @@ def _diverged(spec, epoch: int, progress) -> None:
 
 def _epoch_row(epoch: int, result: EpochResult, parts: RunParts, train_time: float) -> dict:
     """The epoch's values of runlog.EPOCH_SERIES but its time: training, then evaluation."""
-    net, batch = parts.network.net, parts.eval_batch_size
+    net, batch = parts.network.model, parts.eval_batch_size
     val = evaluate(net, parts.data, "val", batch)
     test = evaluate(net, parts.data, "test", batch)
     subset = evaluate(net, parts.data, TRAIN_SUBSET, batch)

@@ -12,7 +12,10 @@ from imgzoo.models import count_params, create
 @dataclass
 class Network:
     model: torch.nn.Module  # its weights: what checkpoints, model.pt and model_best.pt hold
-    net: torch.nn.Module  # what steps and evaluation call: `model`, or torch.compile's wrapper
+    # what training steps call: `model`, or torch.compile's wrapper. Evaluation calls `model`:
+    # its batch sizes (1000 and a ragged last batch per split) would each compile again (12 s
+    # for resnet18 on an H200, more than an eager evaluation of a whole epoch takes).
+    net: torch.nn.Module
     normalize: bool  # inputs normalised with the dataset's mean/std; False: pixels in [0, 1]
     channels_last: bool  # inputs (and weights) in channels-last memory format
     num_params: int
