@@ -139,9 +139,9 @@ def test_unknown_model_name_suggests_close_match():
 
 
 def test_unknown_argument_names_it_and_the_family():
-    with pytest.raises(ConfigError, match=r"'hiden'.*'mlp'.*hidden"):
+    with pytest.raises(ConfigError, match=r"'mlp'.*'hiden'.*hidden"):
         make("mlp", hiden=[8])
-    with pytest.raises(ConfigError, match=r"'depth'.*'resnet34'"):
+    with pytest.raises(ConfigError, match=r"'resnet34'.*'depth'"):
         make("c100-resnet34", depth=50)
 
 

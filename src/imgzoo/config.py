@@ -8,9 +8,7 @@ is one ConfigError naming the key. Imports no torch: the Snakefile and a login n
 
 from __future__ import annotations
 
-import ast
 import copy
-import importlib.util
 import itertools
 import json
 import re
@@ -21,22 +19,12 @@ from pathlib import Path
 import yaml
 
 from imgzoo.errors import ConfigError, unknown_name
+from imgzoo.models import arguments as model_arguments
 from imgzoo.models import catalog
 from imgzoo.paths import Layout
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
-RESOURCE_DEFAULTS = {
-    "partition": None,
-    "gpus": 1,
-    "cpus": 4,
-    "mem_gb": 16,
-    "time_min": 240,
-    "account": None,
-    "qos": None,
-    "constraint": None,
-    "extra_sbatch": [],
-}
 EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
 # Keys of a sweep point that say where it runs and what was published, not what it varies.
 POINT_KEYS = ("datasets", "published")
@@ -64,6 +52,12 @@ def schema() -> dict:
 
 def train_defaults() -> dict:
     props = schema()["$defs"]["train"]["properties"]
+    return {key: copy.deepcopy(p["default"]) for key, p in props.items()}
+
+
+def resource_defaults() -> dict:
+    """The SLURM resources of a training job that neither the study nor the experiment sets."""
+    props = schema()["properties"]["resources"]["properties"]
     return {key: copy.deepcopy(p["default"]) for key, p in props.items()}
 
 
@@ -165,37 +159,19 @@ def _fill_defaults(node: dict, instance) -> None:
 # ---- model arguments, checked without importing torch -----------------------------------------
 
 
-@cache
-def model_arg_names(family: str) -> tuple[str, ...]:
-    """The keyword arguments of a family's builder, read from its source without importing it
-    (the same builder `imgzoo.models.create` calls: `build_<family>`, else `build`)."""
-    module = catalog.FAMILIES[family][0]
-    tree = ast.parse(Path(importlib.util.find_spec(module).origin).read_text())
-    builders = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    node = builders.get(f"build_{family}") or builders.get("build")
-    if node is None:
-        raise RuntimeError(f"{module} has no build() function")
-    names = [a.arg for a in node.args.args + node.args.kwonlyargs]
-    own = tuple(n for n in names if n not in ("num_classes", "image_size", "in_chans"))
-    return own + catalog.COMMON_ARGS
-
-
 def _check_model(where: str, model: str, model_args: dict) -> str:
+    """The family of `model`; ConfigError naming the key for an unknown model, an unknown model
+    argument or a bad value of one (imgzoo.models.arguments, the check `create` makes too)."""
     try:
         family, _ = catalog.resolve(model)
     except KeyError:
         raise ConfigError(
             f"config '{where}.model': {unknown_name('model', model, catalog.known_models())}"
         ) from None
-    allowed = model_arg_names(family)
-    for key in model_args:
-        if key not in allowed:
-            err = unknown_name(f"argument of model family '{family}'", key, allowed)
-            raise ConfigError(f"config '{where}.model_args': {err}")
-    normalizer = model_args.get("normalizer", "fixed")
-    if normalizer not in catalog.INPUT_NORMALIZERS:
-        err = unknown_name("value", normalizer, catalog.INPUT_NORMALIZERS)
-        raise ConfigError(f"config '{where}.model_args.normalizer': {err}")
+    try:
+        model_arguments.check_model_args(family, model_args)
+    except ConfigError as e:
+        raise ConfigError(f"config '{where}.model_args': {e}") from None
     return family
 
 
@@ -298,7 +274,7 @@ class Study:
                       for v in itertools.product(*(sweep["grid"][k] for k in keys))]
         else:
             points = sweep["points"]
-        allowed = [*self.train, *model_arg_names(family)]
+        allowed = [*self.train, *model_arguments.names(family)]
         base_datasets = base.get("datasets", self.config["datasets"])
         for i, point in enumerate(points):
             values = {k: v for k, v in point.items() if k not in POINT_KEYS}
@@ -454,8 +430,7 @@ class Study:
 
     def resources(self, experiment: str) -> dict:
         return {
-            **RESOURCE_DEFAULTS,
-            **self.config["resources"],
+            **self.config["resources"],  # the schema's defaults filled in
             **self.experiments[experiment].get("resources", {}),
         }
 

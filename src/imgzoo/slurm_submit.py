@@ -48,9 +48,9 @@ def sbatch_flags(items: list[str]) -> dict:
 
 def submitit_parameters(spec: dict) -> dict:
     """The run's resources as `AutoExecutor.update_parameters` keywords."""
-    from imgzoo.config import RESOURCE_DEFAULTS
+    from imgzoo.config import resource_defaults
 
-    res = {**RESOURCE_DEFAULTS, **spec.get("resources", {})}
+    res = {**resource_defaults(), **spec.get("resources", {})}
     params = {
         "name": job_name(spec),
         "timeout_min": int(res["time_min"]),

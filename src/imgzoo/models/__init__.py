@@ -6,18 +6,17 @@ for the family asked for.
 
 A family module exposes `build(num_classes, image_size, in_chans, **args)`. A module that serves
 several families (resnet18 and resnet34 share one) exposes `build_<family>` instead; `create`
-looks that up first. The builder's keyword parameters are the family's model arguments, so its
-signature is the single place where they are declared. The arguments in catalog.COMMON_ARGS
-(`normalizer`) are the exception: every family takes them, and `create` applies them around the
-builder.
+looks that up first. The builder's keyword parameters are the family's model arguments;
+`imgzoo.models.arguments` describes them (names, kinds, choices) without torch, for the config's
+checks and for `create`'s, and a test holds the two together. The arguments of
+`arguments.COMMON` (`normalizer`) every family takes: `create` applies them around the builder.
 """
 
-import difflib
 import importlib
 import inspect
 
-from imgzoo.errors import ConfigError, unknown_name
-from imgzoo.models import catalog
+from imgzoo.errors import unknown_name
+from imgzoo.models import arguments, catalog
 
 # Every builder takes these; they come from the dataset, not from model_args.
 _DATA_PARAMS = ("num_classes", "image_size", "in_chans")
@@ -26,21 +25,6 @@ _DATA_PARAMS = ("num_classes", "image_size", "in_chans")
 def _builder(family: str):
     module = importlib.import_module(catalog.FAMILIES[family][0])
     return getattr(module, f"build_{family}", None) or module.build
-
-
-def _check_args(family: str, builder, model_args: dict) -> None:
-    params = inspect.signature(builder).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # the builder validates its own arguments
-    known = sorted([*(n for n in params if n not in _DATA_PARAMS), *catalog.COMMON_ARGS])
-    for key in model_args:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=3, cutoff=0.5)
-            hint = f"did you mean {', '.join(close)}?" if close else f"known: {', '.join(known)}"
-            raise ConfigError(
-                f"unknown argument '{key}' for model family '{family}' ({hint}); "
-                "fix model_args in the config"
-            )
 
 
 def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **model_args):
@@ -54,10 +38,9 @@ def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **mod
         family, args = catalog.resolve(name, model_args)
     except KeyError:
         raise unknown_name("model", name, catalog.known_models()) from None
+    arguments.check_model_args(family, args)  # names and values, before a (slow) build
     normalizer = args.pop("normalizer", "fixed")
-    input_normalizer.check(normalizer, family)  # before the (possibly slow) build
     builder = _builder(family)
-    _check_args(family, builder, args)
     model = builder(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
     return input_normalizer.attach(model, normalizer, in_chans, family)
 
@@ -76,7 +59,7 @@ def default_args(name: str) -> dict:
         for p in params
         if p.name not in _DATA_PARAMS and p.default is not inspect.Parameter.empty
     }
-    return {**defaults, "normalizer": "fixed", **preset_args}
+    return {**defaults, "normalizer": "fixed", **preset_args}  # `fixed`: the dataset's mean/std
 
 
 def first_layer_tiles(model):

@@ -1,39 +1,7 @@
-"""Small helpers shared by the model families: argument checks and first-layer tiles."""
+"""Small helpers shared by the model families: first-layer tiles."""
 
 import numpy as np
 import torch
-
-from imgzoo.errors import ConfigError
-
-
-def check_choice(family: str, key: str, value, choices) -> None:
-    """ConfigError unless `value` is one of `choices`."""
-    if value not in choices:
-        options = ", ".join(str(c) for c in choices)
-        raise ConfigError(f"model family '{family}': {key}={value!r} is not one of {options}")
-
-
-def check_positive(family: str, key: str, value, *, integer: bool = False) -> None:
-    """ConfigError unless `value` is a positive number (a positive int if `integer`)."""
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
-        what = "a positive integer" if integer else "a positive number"
-        raise ConfigError(f"model family '{family}': {key}={value!r} must be {what}")
-
-
-def check_int_list(family: str, key: str, value) -> list[int]:
-    """`value` as a list of positive ints; ConfigError if it is not one."""
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"model family '{family}': {key}={value!r} must be a list of integers")
-    for item in value:
-        check_positive(family, key, item, integer=True)
-    return list(value)
-
-
-def check_fraction(family: str, key: str, value) -> None:
-    """ConfigError unless 0 <= value < 1 (dropout probabilities)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ConfigError(f"model family '{family}': {key}={value!r} must be in [0, 1)")
 
 
 @torch.no_grad()

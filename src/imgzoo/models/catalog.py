@@ -8,8 +8,6 @@ override the preset's.
 
 # Model arguments that every family takes; `imgzoo.models.create` handles them around the
 # family's builder (imgzoo.models.input_normalizer explains each value).
-COMMON_ARGS = ("normalizer",)
-INPUT_NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
 
 # name -> (module, has_first_layer_view)
 FAMILIES: dict[str, tuple[str, bool]] = {

@@ -7,8 +7,7 @@ covers a 32 px image at full resolution with ~30k parameters: a cheap lower base
 import torch
 from torch import nn
 
-from imgzoo.errors import ConfigError
-from imgzoo.models._common import check_int_list, check_positive, conv_tiles
+from imgzoo.models._common import conv_tiles
 
 
 class DilatedCNN(nn.Module):
@@ -32,8 +31,5 @@ class DilatedCNN(nn.Module):
 
 
 def build(num_classes, image_size, in_chans, *, width=32, dilations=(1, 2, 4, 8)):
-    check_positive("dilated", "width", width, integer=True)
-    dilations = check_int_list("dilated", "dilations", dilations)
-    if not dilations:
-        raise ConfigError("model family 'dilated': dilations must list at least one dilation")
-    return DilatedCNN(num_classes, in_chans, width, dilations)
+    # arguments checked by imgzoo.models.arguments (create calls it)
+    return DilatedCNN(num_classes, in_chans, width, list(dilations))

@@ -1,6 +1,7 @@
 """Input standardisation inside the model, for any family: the `normalizer` model argument.
 
-`imgzoo.models.create` takes `normalizer` from every model's arguments (catalog.INPUT_NORMALIZERS):
+`imgzoo.models.create` takes `normalizer` from every model's arguments (one of
+arguments.INPUT_NORMALIZERS):
 - "fixed": the model is left as built; the training loop standardises its input with the
   dataset's mean/std (unless the family normalises its own input, as `pretrained` does).
 - "none": the model gets raw [0, 1] pixels and does not standardise them at all.
@@ -16,8 +17,7 @@ import torch
 from torch import nn
 
 from imgzoo.errors import ConfigError
-from imgzoo.models._common import check_choice
-from imgzoo.models.catalog import INPUT_NORMALIZERS
+from imgzoo.models.arguments import INPUT_NORMALIZERS, check_value
 
 
 class RunningNormalizer(nn.Module):
@@ -65,14 +65,9 @@ def _normalise_input(model: nn.Module, args: tuple) -> tuple:
     return (model.input_normalizer(args[0]), *args[1:])
 
 
-def check(normalizer: str, family: str) -> None:
-    """ConfigError naming the family unless `normalizer` is one of INPUT_NORMALIZERS."""
-    check_choice(family, "normalizer", normalizer, INPUT_NORMALIZERS)
-
-
 def attach(model: nn.Module, normalizer: str, in_chans: int, family: str) -> nn.Module:
     """`model` set up for `normalizer` (see the module docstring); returns the same module."""
-    check(normalizer, family)
+    check_value(family, "normalizer", normalizer, INPUT_NORMALIZERS)
     if normalizer == "fixed":
         return model
     if getattr(model, "input_normalization", "dataset") == "raw":

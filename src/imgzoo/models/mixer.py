@@ -8,7 +8,7 @@ linear head; the token-mixing hidden width is token_mlp_ratio * dim (not * token
 from timm.models.mlp_mixer import MlpMixer
 
 from imgzoo.errors import ConfigError
-from imgzoo.models._common import check_fraction, check_positive, to_tiles
+from imgzoo.models._common import to_tiles
 
 
 class Mixer(MlpMixer):
@@ -24,11 +24,8 @@ class Mixer(MlpMixer):
 
 def build(num_classes, image_size, in_chans, *, patch_size=4, dim=128, depth=4,
           token_mlp_ratio=0.5, channel_mlp_ratio=4.0, dropout=0.0):
-    for key, value in (("patch_size", patch_size), ("dim", dim), ("depth", depth)):
-        check_positive("mixer", key, value, integer=True)
-    check_positive("mixer", "token_mlp_ratio", token_mlp_ratio)
-    check_positive("mixer", "channel_mlp_ratio", channel_mlp_ratio)
-    check_fraction("mixer", "dropout", dropout)
+    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
+    # satisfy together and with the image size
     if image_size % patch_size:
         raise ConfigError(
             f"model family 'mixer': image size {image_size} is not divisible by "

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from imgzoo.models._common import check_choice, check_fraction, check_int_list, to_tiles
+from imgzoo.models._common import to_tiles
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "gelu": nn.GELU}
 
@@ -37,7 +37,5 @@ class MLP(nn.Module):
 
 
 def build(num_classes, image_size, in_chans, *, hidden=(512, 512), activation="relu", dropout=0.0):
-    hidden = check_int_list("mlp", "hidden", hidden)
-    check_choice("mlp", "activation", activation, sorted(ACTIVATIONS))
-    check_fraction("mlp", "dropout", dropout)
-    return MLP((in_chans, image_size, image_size), hidden, num_classes, activation, dropout)
+    # arguments checked by imgzoo.models.arguments (create calls it)
+    return MLP((in_chans, image_size, image_size), list(hidden), num_classes, activation, dropout)

@@ -17,8 +17,6 @@ import torch.nn.functional as F
 from einops import rearrange, repeat
 from torch import nn
 
-from imgzoo.models._common import check_fraction, check_positive
-
 
 def fourier_features(size: int, num_bands: int, max_freq: float) -> torch.Tensor:
     """(size * size, 2 * (2 * num_bands + 1)) features of a square grid's positions.
@@ -191,17 +189,6 @@ class Perceiver(nn.Module):
         return self.head(latents.mean(dim=1))
 
 
-def check_args(
-    family: str, *, attn_dropout: float, ff_dropout: float, max_freq: float, **sizes: int
-) -> None:
-    """ConfigError unless the sizes are positive integers and the dropouts in [0, 1)."""
-    for key, value in sizes.items():
-        check_positive(family, key, value, integer=True)
-    check_positive(family, "max_freq", max_freq)
-    check_fraction(family, "attn_dropout", attn_dropout)
-    check_fraction(family, "ff_dropout", ff_dropout)
-
-
 def build(
     num_classes: int,
     image_size: int,
@@ -222,21 +209,7 @@ def build(
     weight_tie_layers: bool = False,
 ) -> Perceiver:
     """A Perceiver; the defaults are study 3's base (`perceiver-medium`) model."""
-    check_args(
-        "perceiver",
-        attn_dropout=attn_dropout,
-        ff_dropout=ff_dropout,
-        max_freq=max_freq,
-        depth=depth,
-        num_latents=num_latents,
-        latent_dim=latent_dim,
-        cross_heads=cross_heads,
-        latent_heads=latent_heads,
-        cross_dim_head=cross_dim_head,
-        latent_dim_head=latent_dim_head,
-        num_freq_bands=num_freq_bands,
-        self_per_cross_attn=self_per_cross_attn,
-    )
+    # arguments checked by imgzoo.models.arguments (create calls it)
     return Perceiver(
         num_classes=num_classes,
         image_size=image_size,

@@ -20,18 +20,13 @@ import torch
 from einops import rearrange, repeat
 from torch import nn
 
-from imgzoo.models._common import check_choice, check_positive
 from imgzoo.models.perceiver import (
     Attention,
     CrossBlock,
     FeedForward,
     SelfBlock,
-    check_args,
     fourier_features,
 )
-
-INPUT_MODES = ("flat", "pixels")
-QUERY_MODES = ("single", "per_class")
 
 
 class PerceiverIO(nn.Module):
@@ -142,25 +137,7 @@ def build(
     weight_tie_layers: bool = False,
 ) -> PerceiverIO:
     """A Perceiver IO classifier; the defaults are study 3's CIFAR-10 model."""
-    check_choice("perceiver_io", "input_mode", input_mode, INPUT_MODES)
-    check_choice("perceiver_io", "query", query, QUERY_MODES)
-    for key, value in (("dim", dim), ("queries_dim", queries_dim)):
-        if value is not None:
-            check_positive("perceiver_io", key, value, integer=True)
-    check_args(
-        "perceiver_io",
-        attn_dropout=attn_dropout,
-        ff_dropout=ff_dropout,
-        max_freq=max_freq,
-        depth=depth,
-        num_latents=num_latents,
-        latent_dim=latent_dim,
-        cross_heads=cross_heads,
-        latent_heads=latent_heads,
-        cross_dim_head=cross_dim_head,
-        latent_dim_head=latent_dim_head,
-        num_freq_bands=num_freq_bands,
-    )
+    # arguments checked by imgzoo.models.arguments (create calls it)
     return PerceiverIO(
         num_classes=num_classes,
         image_size=image_size,

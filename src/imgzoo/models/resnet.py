@@ -15,13 +15,11 @@ torchvision's 1000 logits.
 import torch
 from torch import nn
 
-from imgzoo.models._common import check_choice, conv_tiles
+from imgzoo.models._common import conv_tiles
 from imgzoo.models._layers import MixStyle
 
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 WIDTHS = (64, 128, 256, 512)
-STEMS = ("cifar", "imagenet")
-NORMS = ("bn", "gn", "none")
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -99,9 +97,7 @@ class ResNet(nn.Module):
 
 
 def _build(depth, num_classes, in_chans, stem, norm, mixstyle):
-    check_choice(f"resnet{depth}", "stem", stem, STEMS)
-    check_choice(f"resnet{depth}", "norm", norm, NORMS)
-    check_choice(f"resnet{depth}", "mixstyle", mixstyle, (0, 1, 2, 3))
+    # arguments checked by imgzoo.models.arguments (create calls it)
     return ResNet(depth, num_classes, in_chans, stem, norm, mixstyle)
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from timm.models.swin_transformer import SwinTransformer
 
 from imgzoo.errors import ConfigError
-from imgzoo.models._common import check_fraction, check_int_list, check_positive, to_tiles
+from imgzoo.models._common import to_tiles
 
 
 class Swin(SwinTransformer):
@@ -38,14 +38,9 @@ def build(
     mlp_ratio: float = 4.0,
     drop_path: float = 0.1,
 ) -> Swin:
-    check_positive("swin", "embed_dim", embed_dim, integer=True)
-    check_positive("swin", "patch_size", patch_size, integer=True)
-    if window_size is not None:
-        check_positive("swin", "window_size", window_size, integer=True)
-    check_positive("swin", "mlp_ratio", mlp_ratio)
-    check_fraction("swin", "drop_path", drop_path)
-    depths = check_int_list("swin", "depths", depths)
-    num_heads = check_int_list("swin", "num_heads", num_heads)
+    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
+    # satisfy together and with the image size
+    depths, num_heads = list(depths), list(num_heads)
     family = "model family 'swin'"
     if image_size % patch_size:
         raise ConfigError(

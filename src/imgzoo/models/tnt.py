@@ -23,7 +23,7 @@ from einops import rearrange
 from torch import nn
 
 from imgzoo.errors import ConfigError
-from imgzoo.models._common import check_fraction, check_positive, to_tiles
+from imgzoo.models._common import to_tiles
 
 
 class Attention(nn.Module):
@@ -165,19 +165,8 @@ def build(
     which is what study 3's implementation did."""
     pixel_heads = pixel_heads or heads
     pixel_dim_head = pixel_dim_head or dim_head
-    for key, value in (
-        ("patch_size", patch_size),
-        ("pixel_size", pixel_size),
-        ("dim", dim),
-        ("pixel_dim", pixel_dim),
-        ("depth", depth),
-        ("heads", heads),
-        ("dim_head", dim_head),
-        ("pixel_heads", pixel_heads),
-        ("pixel_dim_head", pixel_dim_head),
-    ):
-        check_positive("tnt", key, value, integer=True)
-    check_fraction("tnt", "dropout", dropout)
+    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
+    # satisfy together and with the image size
     if image_size % patch_size:
         raise ConfigError(
             f"model family 'tnt': patch_size {patch_size} does not divide image_size {image_size}; "

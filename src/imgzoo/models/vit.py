@@ -19,16 +19,8 @@ from torch import nn
 
 from imgzoo.errors import ConfigError
 from imgzoo.models._common import (
-    check_choice,
-    check_fraction,
-    check_int_list,
-    check_positive,
     to_tiles,
 )
-
-NORMS = ("post", "pre")
-POSITIONS = ("sincos2d", "sincos2d_sum", "learned")
-TEMPERATURES = ("none", "log", "vanilla")
 
 
 def sinusoid(positions: torch.Tensor, dim: int) -> torch.Tensor:
@@ -312,18 +304,8 @@ def build(
 ) -> ViT:
     """A ViT. aux_heads lists layer numbers (1 ... depth-1) after which an extra head classifies
     the CLS token during training: study 2's 3 blocks × 4 layers = depth 12, aux_heads [4, 8]."""
-    for key, value in (
-        ("patch_size", patch_size),
-        ("dim", dim),
-        ("depth", depth),
-        ("heads", heads),
-    ):
-        check_positive("vit", key, value, integer=True)
-    check_positive("vit", "mlp_ratio", mlp_ratio)
-    check_fraction("vit", "dropout", dropout)
-    check_choice("vit", "norm", norm, NORMS)
-    check_choice("vit", "pos", pos, POSITIONS)
-    check_choice("vit", "temperature", temperature, TEMPERATURES)
+    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
+    # satisfy together and with the image size
     if image_size % patch_size:
         raise ConfigError(
             f"model family 'vit': patch_size {patch_size} does not divide image_size "
@@ -336,11 +318,7 @@ def build(
         raise ConfigError(
             f"model family 'vit': dim {dim} does not fit pos {pos!r}/rel_attn; use a multiple of 4"
         )
-    if isinstance(head_hidden, bool) or not isinstance(head_hidden, int) or head_hidden < 0:
-        raise ConfigError(
-            f"model family 'vit': head_hidden={head_hidden!r} must be 0 (linear head) or more"
-        )
-    aux_heads = check_int_list("vit", "aux_heads", list(aux_heads or []))
+    aux_heads = list(aux_heads or [])
     if len(set(aux_heads)) != len(aux_heads) or any(k >= depth for k in aux_heads):
         raise ConfigError(
             f"model family 'vit': aux_heads {aux_heads} must be distinct layer numbers from 1 "

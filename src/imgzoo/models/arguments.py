@@ -1,0 +1,172 @@
+"""The model arguments of every family, described without torch: names, kinds of value, choices.
+
+One mechanism checks them, with one wording: `imgzoo.config` when a study is loaded (so a wrong
+name or value stops Snakemake before any job, a SLURM job included) and `imgzoo.models.create`
+before it builds. A builder checks only what needs the image size or several arguments at once
+(a patch size that divides the image, heads that divide the width). A test holds this table to
+the builders' signatures, so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+from imgzoo.errors import ConfigError, unknown_name
+
+# Kinds of value (the text is what an error message says a value must be).
+POSITIVE_INT = "a positive integer"
+POSITIVE_INT_OR_NONE = "a positive integer, or null for the default"
+COUNT = "0 or a positive integer"
+POSITIVE_NUMBER = "a positive number"
+FRACTION = "a number in [0, 1)"
+BOOLEAN = "true or false"
+INT_LIST = "a list of positive integers"
+NON_EMPTY_INT_LIST = "a non-empty list of positive integers"
+TEXT = "a string"
+
+# Choices (a tuple is a kind too: the value must be one of it).
+ACTIVATIONS = ("gelu", "relu", "sigmoid", "tanh")
+RESNET_STEMS = ("cifar", "imagenet")
+RESNET_NORMS = ("bn", "gn", "none")
+MIXSTYLE_STAGES = (0, 1, 2, 3)
+VIT_NORMS = ("post", "pre")
+VIT_POSITIONS = ("sincos2d", "sincos2d_sum", "learned")
+VIT_TEMPERATURES = ("none", "log", "vanilla")
+PERCEIVER_IO_INPUTS = ("flat", "pixels")
+PERCEIVER_IO_QUERIES = ("single", "per_class")
+INPUT_NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
+
+# Arguments every family takes; `create` applies them around the builder.
+COMMON = {"normalizer": INPUT_NORMALIZERS}
+
+_RESNET = {"stem": RESNET_STEMS, "norm": RESNET_NORMS, "mixstyle": MIXSTYLE_STAGES}
+_PERCEIVER_COMMON = {
+    "depth": POSITIVE_INT,
+    "num_latents": POSITIVE_INT,
+    "latent_dim": POSITIVE_INT,
+    "cross_heads": POSITIVE_INT,
+    "latent_heads": POSITIVE_INT,
+    "cross_dim_head": POSITIVE_INT,
+    "latent_dim_head": POSITIVE_INT,
+    "attn_dropout": FRACTION,
+    "ff_dropout": FRACTION,
+    "num_freq_bands": POSITIVE_INT,
+    "max_freq": POSITIVE_NUMBER,
+    "weight_tie_layers": BOOLEAN,
+}
+
+ARGUMENTS: dict[str, dict] = {
+    "mlp": {"hidden": INT_LIST, "activation": ACTIVATIONS, "dropout": FRACTION},
+    "resnet18": _RESNET,
+    "resnet34": _RESNET,
+    "dilated": {"width": POSITIVE_INT, "dilations": NON_EMPTY_INT_LIST},
+    "mixer": {
+        "patch_size": POSITIVE_INT,
+        "dim": POSITIVE_INT,
+        "depth": POSITIVE_INT,
+        "token_mlp_ratio": POSITIVE_NUMBER,
+        "channel_mlp_ratio": POSITIVE_NUMBER,
+        "dropout": FRACTION,
+    },
+    "vit": {
+        "patch_size": POSITIVE_INT,
+        "dim": POSITIVE_INT,
+        "depth": POSITIVE_INT,
+        "heads": POSITIVE_INT,
+        "mlp_ratio": POSITIVE_NUMBER,
+        "dropout": FRACTION,
+        "norm": VIT_NORMS,
+        "pos": VIT_POSITIONS,
+        "head_hidden": COUNT,  # 0: a linear head
+        "rel_attn": BOOLEAN,
+        "diag_mask": BOOLEAN,
+        "temperature": VIT_TEMPERATURES,
+        "spt": BOOLEAN,
+        "aux_heads": INT_LIST,
+    },
+    "swin": {
+        "embed_dim": POSITIVE_INT,
+        "depths": NON_EMPTY_INT_LIST,
+        "num_heads": NON_EMPTY_INT_LIST,
+        "patch_size": POSITIVE_INT,
+        "window_size": POSITIVE_INT_OR_NONE,
+        "mlp_ratio": POSITIVE_NUMBER,
+        "drop_path": FRACTION,
+    },
+    "tnt": {
+        "patch_size": POSITIVE_INT,
+        "pixel_size": POSITIVE_INT,
+        "dim": POSITIVE_INT,
+        "pixel_dim": POSITIVE_INT,
+        "depth": POSITIVE_INT,
+        "heads": POSITIVE_INT,
+        "dim_head": POSITIVE_INT,
+        "pixel_heads": POSITIVE_INT_OR_NONE,
+        "pixel_dim_head": POSITIVE_INT_OR_NONE,
+        "dropout": FRACTION,
+    },
+    "perceiver": {**_PERCEIVER_COMMON, "self_per_cross_attn": POSITIVE_INT},
+    "perceiver_io": {
+        **_PERCEIVER_COMMON,
+        "input_mode": PERCEIVER_IO_INPUTS,
+        "dim": POSITIVE_INT_OR_NONE,
+        "queries_dim": POSITIVE_INT_OR_NONE,
+        "query": PERCEIVER_IO_QUERIES,
+        "decoder_ff": BOOLEAN,
+    },
+    "pretrained": {"arch": TEXT, "pretrained_file": TEXT, "input_size": POSITIVE_INT_OR_NONE},
+}
+
+
+def names(family: str) -> list[str]:
+    """Every model argument of `family` (its own, then the common ones)."""
+    return [*ARGUMENTS[family], *COMMON]
+
+
+def check_model_args(family: str, model_args: dict) -> None:
+    """ConfigError naming the argument unless every one is known to `family` and of its kind."""
+    kinds = {**ARGUMENTS[family], **COMMON}
+    for key, value in model_args.items():
+        if key not in kinds:
+            raise ConfigError(
+                f"model family '{family}': {unknown_name('argument', key, kinds)}"
+            )
+        check_value(family, key, value, kinds[key])
+
+
+def check_value(family: str, key: str, value, kind) -> None:
+    """ConfigError unless `value` is of `kind` (a kind above, or a tuple of choices)."""
+    if isinstance(kind, tuple):
+        # by type too: YAML's `true` must not pass for the choice 1
+        if not any(value == c and type(value) is type(c) for c in kind):
+            choices = ", ".join(str(c) for c in kind)
+            raise ConfigError(f"model family '{family}': {key}={value!r} is not one of {choices}")
+        return
+    if not _is(kind, value):
+        raise ConfigError(f"model family '{family}': {key}={value!r} must be {kind}")
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is(kind: str, value) -> bool:
+    if kind == POSITIVE_INT:
+        return _is_int(value) and value > 0
+    if kind == POSITIVE_INT_OR_NONE:
+        return value is None or (_is_int(value) and value > 0)
+    if kind == COUNT:
+        return _is_int(value) and value >= 0
+    if kind == POSITIVE_NUMBER:
+        return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    if kind == FRACTION:
+        return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value < 1
+    if kind == BOOLEAN:
+        return isinstance(value, bool)
+    if kind in (INT_LIST, NON_EMPTY_INT_LIST):
+        return (
+            isinstance(value, list | tuple)
+            and all(_is_int(v) and v > 0 for v in value)
+            and (kind == INT_LIST or len(value) > 0)
+        )
+    if kind == TEXT:
+        return isinstance(value, str)
+    raise AssertionError(f"unknown kind of model argument: {kind!r}")
