@@ -86,12 +86,13 @@ def submit(
     out_dir,
     log_folder,
     *,
+    max_requeues: int,
     threads: int | None = None,
-    max_requeues: int = 3,
     compile_cache=None,
 ) -> SubmittedRun:
     """Queue the run as one SLURM job; RunFailed where sbatch refuses it.
 
+    `max_requeues`: the study's `slurm.max_requeues` (the schema holds its default).
     `threads` is what the job gives torch (the rule's own `threads`, so that the numbers equal a
     local run: CPU results depend on the thread count); None means the job's `cpus`."""
     import submitit
