@@ -1,4 +1,4 @@
-"""The prepared-dataset file (`results/<study>/data/{name}.h5`): the HDF5 schema, its writer and reader.
+"""The prepared-dataset file (`results/<study>/data/{name}.h5`): HDF5 schema, writer, reader.
 
 The schema is a contract (docs/CONTRACTS.md, "Prepared dataset"); change it only together with
 SCHEMA_VERSION. Written to a temporary name in the same folder and renamed, so a file that exists
