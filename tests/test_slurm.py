@@ -17,12 +17,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 
 from imgzoo import data, runlog
 from imgzoo.config import Study
+from imgzoo.paths import Layout
+from imgzoo.slurm_submit import run_log_folder
 
 REPO = Path(__file__).resolve().parents[1]
+LAYOUT = Layout("config")  # every test's study is a config.yaml
+# On a GPU host the test cluster's fake GPUs hide a real one: the job then trains on it.
+CUDA = torch.cuda.is_available()
 BIN = Path(sys.executable).parent
 EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
 STATUS_INTERVAL = 1
@@ -162,11 +168,11 @@ def output(workdir: Path) -> str:
 
 
 def train_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
-    return workdir / f"results/logs/train/{dataset}/{experiment}/seed{seed}.log"
+    return workdir / LAYOUT.log("train", dataset, experiment, f"seed{seed}.log")
 
 
 def run_dir(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
-    return workdir / f"results/runs/{dataset}/{experiment}/seed{seed}"
+    return workdir / LAYOUT.run_dir(dataset, experiment, seed)
 
 
 def run_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> runlog.RunLog:
@@ -318,17 +324,19 @@ def test_profile_sends_every_run_to_slurm_with_its_experiments_resources(grids):
         assert tres["mem"] == f"{resources['mem_gb']}G"
         assert job["Timelimit"] == f"00:{resources['time_min']}:00"
         # submitit's files and the job's logs sit next to the run they belong to
-        run_logs = workdir / f"results/logs/slurm/digits/{experiment}/seed{seed}"
+        run_logs = workdir / run_log_folder(LAYOUT.log("slurm"), "digits", experiment, seed)
         folders = [f for f in run_logs.iterdir() if f.is_dir()]  # (and submitit's script links)
         assert [f.name for f in folders] == ids
         stderr = (folders[0] / f"{ids[0]}_0_log.err").read_text()
-        # the fake GPU: SLURM set CUDA_VISIBLE_DEVICES, torch has no CUDA, the run used the CPU
-        assert re.search(r"CUDA_VISIBLE_DEVICES=\d but torch has no usable CUDA device", stderr)
-        assert log.attrs["device"] == "cpu"
+        # the fake GPU: SLURM set CUDA_VISIBLE_DEVICES; where torch has no CUDA (this test
+        # cluster's usual host) the run says so and trains on the CPU
+        if not CUDA:
+            assert re.search(r"CUDA_VISIBLE_DEVICES=\d but torch has no usable CUDA device", stderr)
+        assert log.attrs["device"] == ("cuda" if CUDA else "cpu")
         rule_log = train_log(workdir, experiment, seed).read_text()
         assert f"submitted SLURM job {ids[0]} (imgzoo:digits:{experiment}:s{seed})" in rule_log
         assert re.search(rf"SLURM job {ids[0]} COMPLETED: completed after 3 epochs", rule_log)
-    assert (workdir / "results/tables/runs.csv").exists()
+    assert (workdir / LAYOUT.table("runs")).exists()
 
 
 @on_cluster
@@ -434,7 +442,7 @@ def test_ctrl_c_while_snakemake_submits_leaves_no_job_behind(tmp_path):
     }
     before = queued_jobs()
     proc = start_snakemake(tmp_path, config, snakemake_command(tmp_path))
-    scripts = tmp_path / "results/logs/slurm"
+    scripts = tmp_path / LAYOUT.log("slurm")
     deadline = time.monotonic() + 120
     while len(list(scripts.rglob("*_submission.sh")) if scripts.exists() else []) < 5:
         assert time.monotonic() < deadline and proc.poll() is None, output(tmp_path)[-3000:]
@@ -483,7 +491,7 @@ def uninterrupted(slurm_cluster, tmp_path_factory, digits_h5):
 
 
 # Only the run: no tables or figures after it.
-ONE_RUN = "results/runs/digits/wide/seed0/metrics.h5"
+ONE_RUN = LAYOUT.run_log("digits", "wide", 0)
 
 
 # Snakemake itself, reporting at exit whether torch got imported and its peak memory. VmHWM,
@@ -526,7 +534,8 @@ def test_interrupted_job_is_requeued_resumes_and_ends_with_the_uninterrupted_num
     job_id, workdir = interrupted["job_id"], interrupted["workdir"]
     states = [r["State"] for r in sacct(job_id, "State", duplicates=True)]
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
-    job_log = workdir / f"results/logs/slurm/digits/wide/seed0/{job_id}/{job_id}_0_log.err"
+    job_log = workdir / run_log_folder(LAYOUT.log("slurm"), "digits", "wide", 0) / job_id
+    job_log = job_log / f"{job_id}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
@@ -575,7 +584,8 @@ def test_retry_resubmits_a_cancelled_run_and_resumes_from_its_checkpoint(tmp_pat
     log = run_log(workdir, "wide", 0)
     ids = log.attrs["slurm_job_ids"].split(",")
     assert ids[0] == first and len(ids) == 2, ids
-    job_log = workdir / f"results/logs/slurm/digits/wide/seed0/{ids[1]}/{ids[1]}_0_log.err"
+    job_log = workdir / run_log_folder(LAYOUT.log("slurm"), "digits", "wide", 0) / ids[1]
+    job_log = job_log / f"{ids[1]}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
@@ -641,7 +651,7 @@ def test_job_that_raises_fails_its_rule_with_its_id_state_and_exception(failures
     workdir = failures["workdir"]
     assert (
         found[3]
-        == f"{workdir}/results/logs/slurm/digits/raises/seed0/{found[1]}/{found[1]}_0_log.err"
+        == f"{workdir}/{LAYOUT.log('slurm')}/digits/raises/seed0/{found[1]}/{found[1]}_0_log.err"
     )
     assert final_state(found[1]) == "FAILED"
 
@@ -667,7 +677,7 @@ def test_other_runs_of_a_failing_grid_still_finish(failures):
     assert run_log(workdir, "fine", 0).attrs["status"] == "completed"
     for experiment in ("raises", "refused", "cancelled"):
         assert not (run_dir(workdir, experiment, 0) / "metrics.h5").exists()
-    assert not (workdir / "results/tables/runs.csv").exists()
+    assert not (workdir / LAYOUT.table("runs")).exists()
 
 
 # ---- where accounting does not answer ------------------------------------------------------------
@@ -726,7 +736,7 @@ def test_head_job_script_runs_a_grid_to_completion(tmp_path):
     head = submitted.stdout.strip().split(";")[0]
     state = final_state(head, timeout=300)
     assert state == "COMPLETED", head_log.read_text()[-3000:]
-    assert (tmp_path / "results/tables/runs.csv").exists()
+    assert (tmp_path / LAYOUT.table("runs")).exists()
     for seed in config["seeds"]:
         (job,) = run_log(tmp_path, "mlp", seed).attrs["slurm_job_ids"].split(",")
         assert job != head  # the head job submitted the run as a job of its own
