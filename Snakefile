@@ -18,6 +18,11 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 
 
+# Locally, a run that wants a GPU takes one (rule train's `gpu` resource): at most as many run at
+# once as this machine has GPUs (`--resources gpu=N` says otherwise; profiles/slurm lifts it).
+workflow.register_resource("gpu", local_gpu_limit(workflow.global_resources))
+
+
 rule all:
     default_target: True
     input:

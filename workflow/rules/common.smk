@@ -10,6 +10,7 @@ import shlex
 import sys
 
 from imgzoo.cli import put_command_on_path
+from imgzoo.gpus import local_limit as local_gpu_limit
 from imgzoo.config import load_study
 from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view

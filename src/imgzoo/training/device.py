@@ -7,6 +7,7 @@ import warnings
 
 import torch
 
+from imgzoo import gpus
 from imgzoo.errors import ConfigError
 
 
@@ -15,6 +16,11 @@ def select_device(requested: str) -> torch.device:
     if requested == "cpu":
         return torch.device("cpu")
     if torch.cuda.is_available():
+        devices = torch.cuda.device_count()
+        if devices > 1 and "SLURM_JOB_ID" not in os.environ:  # a local run: a GPU of its own
+            index = gpus.claim(devices)
+            torch.cuda.set_device(index)
+            return torch.device("cuda", index)
         return torch.device("cuda")
     if requested == "cuda":
         raise ConfigError("train.device is 'cuda' but torch sees no CUDA device")

@@ -1,0 +1,40 @@
+"""Local runs on a machine with several GPUs: how many may run at once, and which GPU each takes."""
+
+import subprocess
+import sys
+
+from imgzoo import gpus
+
+
+def test_count_here_follows_cuda_visible_devices(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert gpus.count_here() == 2
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
+    assert gpus.count_here() == 0
+    assert gpus.local_limit({"gpu": 1}) == 1  # what --resources gave wins
+    assert gpus.local_limit({}) == 1_000_000  # no GPU here: no limit on CPU runs
+
+
+def test_each_process_claims_a_gpu_no_other_holds(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from imgzoo import gpus; "
+         f"print(gpus.claim(3, Path({str(tmp_path)!r})), flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        assert gpus.claim(3, tmp_path) == 1  # 0 is held by the other process
+        assert gpus.claim(3, tmp_path) == 2
+        assert gpus.claim(3, tmp_path) == 0  # all held: the first (the resource prevents this)
+    finally:
+        holder.kill()
+        holder.wait()
+    # the lock goes with the process that held it, however it ended
+    fresh = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path; from imgzoo import gpus; "
+         f"print(gpus.claim(3, Path({str(tmp_path)!r})))"],
+        capture_output=True, text=True, check=True,
+    )
+    assert fresh.stdout.strip() == "0"
