@@ -21,11 +21,15 @@ import yaml
 
 from imgzoo import data, runlog
 from imgzoo.config import Study
+from imgzoo.paths import Layout
+from imgzoo.slurm_submit import run_log_folder
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
 STATUS_INTERVAL = 1
+# Every test's study is its folder's config.yaml: its files go to results/config/.
+LAYOUT = Layout("config")
 
 
 def on_cluster(test):
@@ -162,11 +166,16 @@ def output(workdir: Path) -> str:
 
 
 def train_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
-    return workdir / f"results/logs/train/{dataset}/{experiment}/seed{seed}.log"
+    return workdir / LAYOUT.log("train", dataset, experiment, f"seed{seed}.log")
 
 
 def run_dir(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
-    return workdir / f"results/runs/{dataset}/{experiment}/seed{seed}"
+    return workdir / LAYOUT.run_dir(dataset, experiment, seed)
+
+
+def slurm_logs(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
+    """The run's SLURM log folder (one folder per job id inside)."""
+    return Path(run_log_folder(workdir / LAYOUT.log("slurm"), dataset, experiment, seed))
 
 
 def run_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> runlog.RunLog:
@@ -318,7 +327,7 @@ def test_profile_sends_every_run_to_slurm_with_its_experiments_resources(grids):
         assert tres["mem"] == f"{resources['mem_gb']}G"
         assert job["Timelimit"] == f"00:{resources['time_min']}:00"
         # submitit's files and the job's logs sit next to the run they belong to
-        run_logs = workdir / f"results/logs/slurm/digits/{experiment}/seed{seed}"
+        run_logs = slurm_logs(workdir, experiment, seed)
         folders = [f for f in run_logs.iterdir() if f.is_dir()]  # (and submitit's script links)
         assert [f.name for f in folders] == ids
         stderr = (folders[0] / f"{ids[0]}_0_log.err").read_text()
@@ -328,7 +337,7 @@ def test_profile_sends_every_run_to_slurm_with_its_experiments_resources(grids):
         rule_log = train_log(workdir, experiment, seed).read_text()
         assert f"submitted SLURM job {ids[0]} (imgzoo:digits:{experiment}:s{seed})" in rule_log
         assert re.search(rf"SLURM job {ids[0]} COMPLETED: completed after 3 epochs", rule_log)
-    assert (workdir / "results/tables/runs.csv").exists()
+    assert (workdir / LAYOUT.table("runs")).exists()
 
 
 @on_cluster
@@ -434,7 +443,7 @@ def test_ctrl_c_while_snakemake_submits_leaves_no_job_behind(tmp_path):
     }
     before = queued_jobs()
     proc = start_snakemake(tmp_path, config, snakemake_command(tmp_path))
-    scripts = tmp_path / "results/logs/slurm"
+    scripts = tmp_path / LAYOUT.log("slurm")
     deadline = time.monotonic() + 120
     while len(list(scripts.rglob("*_submission.sh")) if scripts.exists() else []) < 5:
         assert time.monotonic() < deadline and proc.poll() is None, output(tmp_path)[-3000:]
@@ -483,7 +492,7 @@ def uninterrupted(slurm_cluster, tmp_path_factory, digits_h5):
 
 
 # Only the run: no tables or figures after it.
-ONE_RUN = "results/runs/digits/wide/seed0/metrics.h5"
+ONE_RUN = LAYOUT.run_log("digits", "wide", 0)
 
 
 # Snakemake itself, reporting at exit whether torch got imported and its peak memory. VmHWM,
@@ -526,7 +535,7 @@ def test_interrupted_job_is_requeued_resumes_and_ends_with_the_uninterrupted_num
     job_id, workdir = interrupted["job_id"], interrupted["workdir"]
     states = [r["State"] for r in sacct(job_id, "State", duplicates=True)]
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
-    job_log = workdir / f"results/logs/slurm/digits/wide/seed0/{job_id}/{job_id}_0_log.err"
+    job_log = slurm_logs(workdir, "wide", 0) / job_id / f"{job_id}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
@@ -575,7 +584,7 @@ def test_retry_resubmits_a_cancelled_run_and_resumes_from_its_checkpoint(tmp_pat
     log = run_log(workdir, "wide", 0)
     ids = log.attrs["slurm_job_ids"].split(",")
     assert ids[0] == first and len(ids) == 2, ids
-    job_log = workdir / f"results/logs/slurm/digits/wide/seed0/{ids[1]}/{ids[1]}_0_log.err"
+    job_log = slurm_logs(workdir, "wide", 0) / ids[1] / f"{ids[1]}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
@@ -641,7 +650,7 @@ def test_job_that_raises_fails_its_rule_with_its_id_state_and_exception(failures
     workdir = failures["workdir"]
     assert (
         found[3]
-        == f"{workdir}/results/logs/slurm/digits/raises/seed0/{found[1]}/{found[1]}_0_log.err"
+        == f"{slurm_logs(workdir, 'raises', 0)}/{found[1]}/{found[1]}_0_log.err"
     )
     assert final_state(found[1]) == "FAILED"
 
@@ -667,7 +676,7 @@ def test_other_runs_of_a_failing_grid_still_finish(failures):
     assert run_log(workdir, "fine", 0).attrs["status"] == "completed"
     for experiment in ("raises", "refused", "cancelled"):
         assert not (run_dir(workdir, experiment, 0) / "metrics.h5").exists()
-    assert not (workdir / "results/tables/runs.csv").exists()
+    assert not (workdir / LAYOUT.table("runs")).exists()
 
 
 # ---- where accounting does not answer ------------------------------------------------------------
@@ -726,7 +735,7 @@ def test_head_job_script_runs_a_grid_to_completion(tmp_path):
     head = submitted.stdout.strip().split(";")[0]
     state = final_state(head, timeout=300)
     assert state == "COMPLETED", head_log.read_text()[-3000:]
-    assert (tmp_path / "results/tables/runs.csv").exists()
+    assert (tmp_path / LAYOUT.table("runs")).exists()
     for seed in config["seeds"]:
         (job,) = run_log(tmp_path, "mlp", seed).attrs["slurm_job_ids"].split(",")
         assert job != head  # the head job submitted the run as a job of its own
