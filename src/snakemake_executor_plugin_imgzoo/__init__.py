@@ -261,15 +261,24 @@ def pack_key(job) -> str | None:
 def ctrl_c_deferred():
     """Ctrl-C (KeyboardInterrupt) waits until the submission in progress is registered, so that
     cancel_jobs knows its job: an interrupt between sbatch and the registration would leave the
-    job running unseen."""
+    job running unseen. sbatch itself must not die of it either (a terminal's Ctrl-C reaches the
+    whole process group): it may have queued the job already, and its id would be lost. SIGINT
+    is blocked in this thread meanwhile, and so in the sbatch it starts (a child inherits the
+    mask); here it is delivered once unblocked."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return
     caught = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a held-back Ctrl-C: caught now
         signal.signal(signal.SIGINT, previous)
     if caught and callable(previous):
         previous(signal.SIGINT, None)
