@@ -15,7 +15,9 @@ from imgzoo.errors import ConfigError
 from imgzoo.slurm_job import PackJob
 from imgzoo.slurm_status import Failed, JobState, RunWatch, Succeeded, read_result
 from imgzoo.slurm_submit import (
+    PACK_RUNS,
     SubmittedRun,
+    job_run_folders,
     pack_log_folder,
     pack_name,
     pack_parameters,
@@ -104,6 +106,16 @@ def test_a_packs_files_sit_beside_the_runs_folders_and_each_run_keeps_its_own():
     files = run_files(run_folder, "4711")
     assert str(files.stderr) == "/r/logs/slurm/digits/mlp/seed3/4711/4711_0_log.err"
     assert str(files.result) == "/r/logs/slurm/digits/mlp/seed3/4711/4711_0_result.pkl"
+
+
+def test_imgzoo_status_finds_every_run_of_a_packs_job(tmp_path):
+    # what submit() leaves in a pack's job folder, and a job folder of a run alone
+    folders = [run_log_folder(str(tmp_path / "slurm"), "digits", "mlp", s) for s in (0, 1)]
+    pack_job = tmp_path / "slurm" / "packs" / "4711"
+    pack_job.mkdir(parents=True)
+    (pack_job / PACK_RUNS).write_text("".join(f"{f}\n" for f in folders))
+    assert job_run_folders(pack_job) == folders
+    assert job_run_folders(f"{folders[0]}/4712") == [folders[0]]
 
 
 # ---- a packed run judged on its own --------------------------------------------------------

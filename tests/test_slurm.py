@@ -399,6 +399,14 @@ def in_flight(slurm_cluster, tmp_path_factory):
         running = {jobs[run] for run in runs if ": RUNNING" in train_log(workdir, *run).read_text()}
         time.sleep(0.2)
     time.sleep(6 * STATUS_INTERVAL)
+    status = subprocess.run(
+        [str(BIN / "imgzoo"), "status", "--json", "--config", "config.yaml"],
+        cwd=workdir,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     interrupted = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     rc = finish(proc, 60, workdir)
@@ -410,6 +418,7 @@ def in_flight(slurm_cluster, tmp_path_factory):
         "interrupted": interrupted,
         "calls": [(float(t), name, args) for t, name, args in records],
         "workdir": workdir,
+        "status": status,
     }
 
 
@@ -427,6 +436,15 @@ def test_status_queries_stay_one_per_interval_for_all_runs_in_flight(in_flight):
     for args in sacct_calls:  # one call asks about every run in flight
         asked = re.search(r"-j (\S+)", args)[1].split(",")
         assert sorted(asked) == sorted(set(in_flight["jobs"].values())), args
+
+
+@on_cluster
+def test_status_shows_each_run_of_a_pack_in_the_queue_with_its_job(in_flight):
+    assert in_flight["status"].returncode == 0, in_flight["status"].stderr[-2000:]
+    runs = json.loads(in_flight["status"].stdout)["run_states"]
+    states = {(r["experiment"], r["seed"]): (r["state"], r["job"]) for r in runs}
+    for run, job in in_flight["jobs"].items():  # every run is in the queue, packed or not
+        assert states[run][0] in ("waiting", "running") and states[run][1] == job, states
 
 
 @on_cluster

@@ -51,6 +51,19 @@ def pack_log_folder(run_folder: str) -> str:
     return str(Path(run_folder).parents[2] / "packs")
 
 
+# In a pack's job folder: the log folders of its runs, one a line (for `imgzoo status`).
+PACK_RUNS = "runs.txt"
+
+
+def job_run_folders(job_folder) -> list[str]:
+    """The log folders of the runs a job's folder (`<log folder>/<job id>`, where its output
+    goes) belongs to: a pack's, as listed there, else the one run whose folder holds it."""
+    try:
+        return (Path(job_folder) / PACK_RUNS).read_text().split("\n")[:-1]
+    except OSError:
+        return [str(Path(job_folder).parent)]
+
+
 @dataclass(frozen=True)
 class RunFiles:
     result: Path  # ("success", summary) or ("error", traceback), in submitit's pickle format
@@ -225,6 +238,7 @@ def submit(runs: list[TrainingRun], *, max_requeues: int = 3) -> list[SubmittedR
     job_id, paths = str(job.job_id), job.paths
     if len(runs) == 1:
         return [SubmittedRun(job_id, runs[0].name, paths.result_pickle, paths.stdout, paths.stderr)]
+    (paths.folder / PACK_RUNS).write_text("".join(f"{run.log_folder}\n" for run in runs))
     submitted = []
     for run in runs:
         files = run_files(run.log_folder, job_id)
