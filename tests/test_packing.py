@@ -4,6 +4,8 @@ the keys, what a pack asks SLURM for, and a pack's callable run by submitit's lo
 tests/test_slurm.py runs packs on the one-node cluster."""
 
 import copy
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -116,6 +118,30 @@ def test_imgzoo_status_finds_every_run_of_a_packs_job(tmp_path):
     (pack_job / PACK_RUNS).write_text("".join(f"{f}\n" for f in folders))
     assert job_run_folders(pack_job) == folders
     assert job_run_folders(f"{folders[0]}/4712") == [folders[0]]
+
+
+# One run's process on the GPU, capped at a quarter of its memory (run apart: the cap is the
+# process's).
+CAPPED = """
+import torch
+from imgzoo.training.device import configure
+configure(torch.device("cuda"), 1, memory_fraction=0.25)
+total = torch.cuda.get_device_properties(0).total_memory
+torch.empty(int(total * 0.2), dtype=torch.uint8, device="cuda")  # within its share
+try:
+    torch.empty(int(total * 0.3), dtype=torch.uint8, device="cuda")
+except torch.cuda.OutOfMemoryError:
+    print("capped")
+"""
+
+
+@pytest.mark.cuda
+def test_gpu_mem_fraction_caps_what_a_runs_process_may_allocate():
+    done = subprocess.run(
+        [sys.executable, "-c", CAPPED], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "capped"
 
 
 # ---- a packed run judged on its own --------------------------------------------------------
