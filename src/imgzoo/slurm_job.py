@@ -222,11 +222,13 @@ def write_result(path, outcome: tuple[str, object]) -> None:
 
 
 def ended_without_result(returncode: int) -> str:
-    if returncode < 0:
+    if returncode == -signal.SIGKILL:
+        how = "was killed by SIGKILL (out of memory on the node?)"
+    elif returncode < 0:
         how = f"was killed by {signal.Signals(-returncode).name}"
     else:
         how = f"exited with code {returncode}"
-    return f"the run's process {how} before it wrote its result (out of memory?)"
+    return f"the run's process {how} before it wrote its result"
 
 
 def outcome(result) -> str:
