@@ -51,8 +51,13 @@ def worker(args) -> int:
     device = torch.device(args.device)
     configure(device, args.threads, deterministic=True, memory_fraction=args.gpu_mem_fraction)
     model, model_args = MODELS.get(args.model, (args.model, {}))
-    spec = spec_for(model, model_args, image_size=args.image_size, batch_size=args.batch_size,
-                    augment="standard")
+    spec = spec_for(
+        model,
+        model_args,
+        image_size=args.image_size,
+        batch_size=args.batch_size,
+        augment="standard",
+    )
     sizes = (max(4 * args.batch_size, 512), 64, 64)
     parts = build_parts(spec, random_prepared(sizes, args.image_size, 10), device)
     step = Stepper(parts)
@@ -82,7 +87,9 @@ def device_memory_gb() -> float | None:
     try:
         out = subprocess.run(
             ["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
-            capture_output=True, text=True, timeout=30,
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         return round(float(out.stdout.split()[0]) / 1024, 2) if out.returncode == 0 else None
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired):
@@ -91,18 +98,42 @@ def device_memory_gb() -> float | None:
 
 def pack(k: int, args) -> dict:
     """K workers at once: their total images/s over the same window."""
-    command = [sys.executable, "-u", __file__, "--worker", "--model", args.model,
-               "--device", args.device, "--image-size", str(args.image_size),
-               "--batch-size", str(args.batch_size), "--seconds", str(args.seconds),
-               "--warmup", str(args.warmup), "--threads", str(args.threads)]
+    command = [
+        sys.executable,
+        "-u",
+        __file__,
+        "--worker",
+        "--model",
+        args.model,
+        "--device",
+        args.device,
+        "--image-size",
+        str(args.image_size),
+        "--batch-size",
+        str(args.batch_size),
+        "--seconds",
+        str(args.seconds),
+        "--warmup",
+        str(args.warmup),
+        "--threads",
+        str(args.threads),
+    ]
     if args.gpu_mem_fraction:
         command += ["--gpu-mem-fraction", str(args.gpu_mem_fraction)]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
+        ),
+    }
     # stderr to files: a pipe nobody reads could fill up and stop a worker
     errors = [tempfile.TemporaryFile("w+") for _ in range(k)]
-    workers = [subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=err, text=True, env=env) for err in errors]
+    workers = [
+        subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=env
+        )
+        for err in errors
+    ]
     try:
         for w, err in zip(workers, errors, strict=True):
             tagged(w, err, "ready")
@@ -139,13 +170,14 @@ def tagged(worker_process: subprocess.Popen, stderr, expected: str | None = None
     its stderr if it ends first."""
     for line in worker_process.stdout:
         if line.startswith(TAG):
-            text = line[len(TAG):].strip()
+            text = line[len(TAG) :].strip()
             if expected is None or text == expected:
                 return text
     worker_process.wait(timeout=60)
     stderr.seek(0)
-    raise RuntimeError(f"a worker ended early (exit {worker_process.returncode}):\n"
-                       f"{stderr.read()[-3000:]}")
+    raise RuntimeError(
+        f"a worker ended early (exit {worker_process.returncode}):\n{stderr.read()[-3000:]}"
+    )
 
 
 def measure(args) -> dict:
@@ -154,36 +186,54 @@ def measure(args) -> dict:
     for row in rows:
         row["speedup"] = round(row["total_img_s"] / base, 2) if base else None
     return {
-        "model": args.model, "device": args.device, "image_size": args.image_size,
-        "batch_size": args.batch_size, "seconds": args.seconds, "threads": args.threads,
-        "gpu_mem_fraction": args.gpu_mem_fraction, "cpu_count": os.cpu_count(),
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows,
+        "model": args.model,
+        "device": args.device,
+        "image_size": args.image_size,
+        "batch_size": args.batch_size,
+        "seconds": args.seconds,
+        "threads": args.threads,
+        "gpu_mem_fraction": args.gpu_mem_fraction,
+        "cpu_count": os.cpu_count(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": rows,
     }
 
 
 def table(result: dict) -> str:
     keys = ["pack", "total_img_s", "speedup", "per_run_img_s", "slowest_run_img_s"]
     keys += [k for k in ("peak_gb_per_run", "device_memory_gb") if k in result["rows"][0]]
-    lines = [f"{result['model']} on {result['device']}, batch {result['batch_size']}, "
-             f"{result['image_size']} px, {result['seconds']} s per K",
-             "| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines = [
+        f"{result['model']} on {result['device']}, batch {result['batch_size']}, "
+        f"{result['image_size']} px, {result['seconds']} s per K",
+        "| " + " | ".join(keys) + " |",
+        "|" + "---|" * len(keys),
+    ]
     lines += ["| " + " | ".join(str(r.get(k)) for k in keys) + " |" for r in result["rows"]]
     return "\n".join(lines)
 
 
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pack", type=int, nargs="+", default=[1, 2, 4, 8],
-                        help="numbers of runs side by side (default 1 2 4 8)")
-    parser.add_argument("--model", default="resnet18",
-                        help=f"a catalog model or preset, or one of {', '.join(MODELS)}")
+    parser.add_argument(
+        "--pack",
+        type=int,
+        nargs="+",
+        default=[1, 2, 4, 8],
+        help="numbers of runs side by side (default 1 2 4 8)",
+    )
+    parser.add_argument(
+        "--model",
+        default="resnet18",
+        help=f"a catalog model or preset, or one of {', '.join(MODELS)}",
+    )
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda")
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=10.0, help="timed window per K")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps before it")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads per run (default 1: the train rule's)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per run (default 1: the train rule's)"
+    )
     parser.add_argument("--gpu-mem-fraction", type=float, default=None)
     parser.add_argument("--out", help="write the result as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
