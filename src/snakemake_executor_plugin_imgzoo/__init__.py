@@ -6,7 +6,9 @@ this one process watches them all.
 - `run_jobs` gets every run that is ready and submits each as a SLURM job that runs
   `imgzoo.slurm_job.TrainingJob` (requeued on its time-limit warning, resuming to the bit), with
   the experiment's resources, named `imgzoo:{dataset}:{experiment}:s{seed}`, its submitit files
-  and logs in the run's SLURM log folder.
+  and logs in the run's SLURM log folder; or, where the experiment's `resources.pack` is K > 1,
+  K ready runs of equal resources as one job that runs `imgzoo.slurm_job.PackJob` (each run in a
+  process of its own, with its own log and result file in its own folder).
 - `check_active_jobs` gets every active run once per status interval and asks SLURM about all of
   them in one query (`imgzoo.slurm_status`): the login node holds this process only, and SLURM
   sees one sacct call per interval however many runs are in flight.
