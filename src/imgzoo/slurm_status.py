@@ -8,8 +8,10 @@ two calls whatever the number of jobs, and rarely more than one.
 
 A run's fate comes from its own result file first (submitit writes it in the job: success with a
 summary, or the exception's traceback) and from its job's state where the job died without one
-(cancelled, out of memory, time limit, node failure). A failure is one line: the job id, its
-final state and exit code, what went wrong (the exception, or slurmstepd's notice), and its log.
+(cancelled, out of memory, time limit, node failure). A run packed with others into one job has
+a result file and log of its own: its error fails it at once, while its pack-mates train on. A
+failure is one line: the job id, its final state and exit code, what went wrong (the exception,
+or slurmstepd's notice), and its log.
 
 Imports nothing heavy: it runs in Snakemake's process on the login node.
 """
