@@ -19,6 +19,9 @@ section that fails records its error and the next one runs. In order of what the
 - seeds_loop: the write-ups' way of training (PIL images, per-image transforms, DataLoader
   workers), fp32 as they ran it and with bf16 autocast + pinned memory (like with like), against
   imgzoo's step with the same augmentation;
+- pack: total training images/s of K = 1, 2, 4, 8 runs side by side on the device, each in its
+  own process (`benchmarks/pack_throughput.py`, as a packed SLURM job runs them): how many runs
+  to pack into one job (`resources.pack`);
 - models: training and evaluation images/s and peak memory of the studies' models at their
   image sizes and batch sizes.
 """
@@ -399,6 +402,21 @@ def seeds_loop(ctx) -> dict:
     return {"ok": None, "model": model, "augment": "standard", "rows": rows}
 
 
+def pack(ctx) -> dict:
+    """K runs of resnet18 (study 1's batch) side by side, K = 1, 2, 4, 8: total images/s."""
+    import pack_throughput
+
+    if ctx.quick:
+        argv = ["--pack", "1", "2", "--model", "mlp-small", "--image-size", "8",
+                "--batch-size", "32", "--seconds", "1", "--warmup", "2"]
+    else:
+        argv = ["--pack", "1", "2", "4", "8", "--model", "resnet18", "--batch-size", "64",
+                "--seconds", "8"]
+    argv += ["--device", ctx.device.type, "--threads", str(ctx.threads or 1)]
+    result = pack_throughput.measure(pack_throughput.parse(argv))
+    return {"ok": None, **result}
+
+
 def models(ctx) -> dict:
     table = QUICK_MODELS if ctx.quick else STUDY_MODELS
     steps = 3 if ctx.quick else 15
@@ -438,6 +456,7 @@ SECTIONS = {
     "cuda_tests": cuda_tests,
     "overhead": overhead,
     "seeds_loop": seeds_loop,
+    "pack": pack,
     "models": models,
 }
 

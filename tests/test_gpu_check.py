@@ -18,7 +18,7 @@ def test_gpu_check_runs_every_section_on_the_cpu(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "gpu_check.json").read_text())
     assert list(results) == ["environment", "determinism", "sync_free", "cuda_tests",
-                             "overhead", "seeds_loop", "models"]
+                             "overhead", "seeds_loop", "pack", "models"]
     assert not any("error" in r for r in results.values()), results
     # the same seed gives the same numbers, and a stopped-and-resumed run equals a whole one
     for row in results["determinism"]["rows"]:
@@ -27,5 +27,9 @@ def test_gpu_check_runs_every_section_on_the_cpu(tmp_path):
     assert all(r["imgzoo_img_s"] > 0 and r["bare_img_s"] > 0
                for r in results["overhead"]["rows"] if not r.get("skipped"))
     assert results["seeds_loop"]["rows"][1]["imgzoo_speedup"] > 0
+    # K runs side by side, each in its own process, all of them training
+    assert [r["pack"] for r in results["pack"]["rows"]] == [1, 2]
+    assert all(r["total_img_s"] > 0 and min(r["steps_per_run"]) > 0
+               for r in results["pack"]["rows"])
     assert {r["model"] for r in results["models"]["rows"]} == {"mlp", "vit"}
     assert "## determinism: ok" in (tmp_path / "gpu_check.md").read_text()

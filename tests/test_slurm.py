@@ -26,12 +26,13 @@ from imgzoo.paths import Layout
 from imgzoo.slurm_submit import run_log_folder
 
 REPO = Path(__file__).resolve().parents[1]
-LAYOUT = Layout("config")  # every test's study is a config.yaml
 # On a GPU host the test cluster's fake GPUs hide a real one: the job then trains on it.
 CUDA = torch.cuda.is_available()
 BIN = Path(sys.executable).parent
 EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
 STATUS_INTERVAL = 1
+# Every test's study is its folder's config.yaml: its files go to results/config/.
+LAYOUT = Layout("config")
 
 
 def on_cluster(test):
@@ -118,17 +119,19 @@ def snakemake_command(workdir: Path, *extra: str, profile: str = "slurm") -> lis
         str(REPO / "Snakefile"),
         "-d",
         str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
+        *extra,
     ]
     if profile == "slurm":
         command += ["--imgzoo-status-interval", str(STATUS_INTERVAL)]
-    return command + list(extra)
+    # --configfile takes several values: it goes last, after any target.
+    return command + ["--configfile", str(workdir / "config.yaml")]
 
 
-def snakemake(workdir: Path, profile: str, timeout: int = 400) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, profile: str, *targets: str, timeout: int = 400
+) -> subprocess.CompletedProcess:
     return subprocess.run(
-        snakemake_command(workdir, profile=profile),
+        snakemake_command(workdir, *targets, profile=profile),
         env=environment(),
         capture_output=True,
         text=True,
@@ -173,6 +176,11 @@ def train_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits"
 
 def run_dir(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
     return workdir / LAYOUT.run_dir(dataset, experiment, seed)
+
+
+def slurm_logs(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
+    """The run's SLURM log folder (one folder per job id inside)."""
+    return Path(run_log_folder(workdir / LAYOUT.log("slurm"), dataset, experiment, seed))
 
 
 def run_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> runlog.RunLog:
@@ -324,7 +332,7 @@ def test_profile_sends_every_run_to_slurm_with_its_experiments_resources(grids):
         assert tres["mem"] == f"{resources['mem_gb']}G"
         assert job["Timelimit"] == f"00:{resources['time_min']}:00"
         # submitit's files and the job's logs sit next to the run they belong to
-        run_logs = workdir / run_log_folder(LAYOUT.log("slurm"), "digits", experiment, seed)
+        run_logs = slurm_logs(workdir, experiment, seed)
         folders = [f for f in run_logs.iterdir() if f.is_dir()]  # (and submitit's script links)
         assert [f.name for f in folders] == ids
         stderr = (folders[0] / f"{ids[0]}_0_log.err").read_text()
@@ -351,14 +359,18 @@ def test_runs_through_slurm_give_the_numbers_of_local_runs(grids):
 
 # ---- many runs in flight: the status load, then Ctrl-C ------------------------------------------
 
-IN_FLIGHT = 8  # runs; 2 run at once (2 fake GPUs), the others wait in the queue
+# 8 runs in 5 jobs: 4 runs alone, 4 in a pack; 2 jobs run at once (2 fake GPUs), the others wait
+# in the queue.
+IN_FLIGHT = {"mlp": 1, "packed": 4}  # experiment: its pack
+SEEDS_IN_FLIGHT = [0, 1, 2, 3]
 
 
 @pytest.fixture(scope="module")
 def in_flight(slurm_cluster, tmp_path_factory):
-    """A grid of 8 long runs through the profile, with every sacct and squeue call logged (time
-    and arguments) by wrappers first on the PATH. Once all 8 are submitted and two run, it watches
-    for a few status intervals, then sends SIGINT to Snakemake's process group (Ctrl-C)."""
+    """A grid of 8 long runs through the profile (4 alone in their jobs, 4 in one pack), with
+    every sacct and squeue call logged (time and arguments) by wrappers first on the PATH. Once
+    all are submitted and two jobs run, it watches for a few status intervals, then sends SIGINT
+    to Snakemake's process group (Ctrl-C)."""
     workdir = tmp_path_factory.mktemp("in-flight")
     wrappers, calls = workdir / "bin", workdir / "status-calls"
     wrappers.mkdir()
@@ -369,25 +381,37 @@ def in_flight(slurm_cluster, tmp_path_factory):
             f'exec {shutil.which(name)} "$@"\n'
         )
         wrapper.chmod(0o755)
+    mlp = GRID["experiments"]["mlp"]
     config = {
         **GRID,
-        "seeds": list(range(IN_FLIGHT)),
+        "seeds": SEEDS_IN_FLIGHT,
         "train": {**GRID["train"], "epochs": 500},
-        "experiments": {"mlp": GRID["experiments"]["mlp"]},
+        "experiments": {
+            # another width: runs of the same settings would be trained once
+            name: {**mlp, "model_args": {"hidden": [32 + i]}, "resources": {"pack": pack}}
+            for i, (name, pack) in enumerate(IN_FLIGHT.items())
+        },
     }
     env = environment()
     env["PATH"] = f"{wrappers}{os.pathsep}{env['PATH']}"
     proc = start_snakemake(workdir, config, snakemake_command(workdir), env=env)
-    jobs = [job_of(workdir, "mlp", seed, proc) for seed in config["seeds"]]
+    runs = [(e, seed) for e in IN_FLIGHT for seed in SEEDS_IN_FLIGHT]
+    jobs = {run: job_of(workdir, *run, proc) for run in runs}
     submitted = time.time()
-    running = 0
-    while running < 2:
+    running = set()
+    while len(running) < 2:
         assert proc.poll() is None and time.time() - submitted < 120, output(workdir)[-3000:]
-        running = sum(
-            ": RUNNING" in train_log(workdir, "mlp", seed).read_text() for seed in config["seeds"]
-        )
+        running = {jobs[run] for run in runs if ": RUNNING" in train_log(workdir, *run).read_text()}
         time.sleep(0.2)
     time.sleep(6 * STATUS_INTERVAL)
+    status = subprocess.run(
+        [str(BIN / "imgzoo"), "status", "--json", "--config", "config.yaml"],
+        cwd=workdir,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     interrupted = time.time()
     os.killpg(proc.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground group
     rc = finish(proc, 60, workdir)
@@ -399,6 +423,7 @@ def in_flight(slurm_cluster, tmp_path_factory):
         "interrupted": interrupted,
         "calls": [(float(t), name, args) for t, name, args in records],
         "workdir": workdir,
+        "status": status,
     }
 
 
@@ -415,21 +440,31 @@ def test_status_queries_stay_one_per_interval_for_all_runs_in_flight(in_flight):
     assert intervals / 2 <= len(sacct_calls) <= intervals + 1, (len(sacct_calls), intervals)
     for args in sacct_calls:  # one call asks about every run in flight
         asked = re.search(r"-j (\S+)", args)[1].split(",")
-        assert sorted(asked) == sorted(in_flight["jobs"]), args
+        assert sorted(asked) == sorted(set(in_flight["jobs"].values())), args
+
+
+@on_cluster
+def test_status_shows_each_run_of_a_pack_in_the_queue_with_its_job(in_flight):
+    assert in_flight["status"].returncode == 0, in_flight["status"].stderr[-2000:]
+    runs = json.loads(in_flight["status"].stdout)["run_states"]
+    states = {(r["experiment"], r["seed"]): (r["state"], r["job"]) for r in runs}
+    for run, job in in_flight["jobs"].items():  # every run is in the queue, packed or not
+        assert states[run][0] in ("waiting", "running") and states[run][1] == job, states
 
 
 @on_cluster
 def test_ctrl_c_on_snakemake_cancels_every_job_it_submitted(in_flight):
     assert in_flight["rc"] != 0
-    jobs = in_flight["jobs"]
-    assert len(set(jobs)) == IN_FLIGHT
+    jobs = set(in_flight["jobs"].values())
+    packs = {in_flight["jobs"][("packed", seed)] for seed in SEEDS_IN_FLIGHT}
+    assert len(jobs) == 5 and len(packs) == 1  # the pack is one job, and it is cancelled too
     assert {final_state(job) for job in jobs} == {"CANCELLED"}
     deadline = time.monotonic() + 30  # the running ones are killed (COMPLETING) a moment later
     while queued_jobs() & {int(job) for job in jobs}:
         assert time.monotonic() < deadline, queued_jobs()
         time.sleep(0.5)
-    log = train_log(in_flight["workdir"], "mlp", 0).read_text()
-    assert f"cancelled SLURM job {jobs[0]}" in log
+    for run, job in in_flight["jobs"].items():
+        assert f"cancelled SLURM job {job}" in train_log(in_flight["workdir"], *run).read_text()
 
 
 @on_cluster
@@ -471,18 +506,31 @@ def trained_locally(config: dict, data_path: Path, out: Path) -> runlog.RunLog:
     """The config's one run trained here, start to end, as the local profile would (1 thread):
     the numbers an interrupted run must end with."""
     (experiment,) = config["experiments"]
-    spec = Study(config).run_spec("digits", experiment, 0)
-    result = subprocess.run(
-        [str(BIN / "imgzoo"), "train", "--experiment", experiment, "--dataset", "digits"]
-        + ["--seed", "0", "--data", str(data_path), "--out", str(out), "--threads", "1"]
-        + ["--spec", json.dumps(spec)],
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    return runlog.read(out / "metrics.h5")
+    return trained_side_by_side(config, [experiment], data_path, out)[experiment]
+
+
+def trained_side_by_side(
+    config: dict, experiments: list[str], data_path: Path, out: Path
+) -> dict[str, runlog.RunLog]:
+    """Seed 0 of each experiment trained here (each run in a process of its own, all at once),
+    start to end, as the local profile would (1 thread)."""
+    study = Study(config)
+    processes = {
+        experiment: subprocess.Popen(
+            [str(BIN / "imgzoo"), "train", "--experiment", experiment, "--dataset", "digits"]
+            + ["--seed", "0", "--data", str(data_path), "--out", str(out / experiment)]
+            + ["--threads", "1", "--spec", json.dumps(study.run_spec("digits", experiment, 0))],
+            env=environment(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for experiment in experiments
+    }
+    for experiment, process in processes.items():
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 0, f"{experiment}: {err[-2000:]}"
+    return {e: runlog.read(out / e / "metrics.h5") for e in experiments}
 
 
 @pytest.fixture(scope="module")
@@ -534,8 +582,7 @@ def test_interrupted_job_is_requeued_resumes_and_ends_with_the_uninterrupted_num
     job_id, workdir = interrupted["job_id"], interrupted["workdir"]
     states = [r["State"] for r in sacct(job_id, "State", duplicates=True)]
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
-    job_log = workdir / run_log_folder(LAYOUT.log("slurm"), "digits", "wide", 0) / job_id
-    job_log = job_log / f"{job_id}_0_log.err"
+    job_log = slurm_logs(workdir, "wide", 0) / job_id / f"{job_id}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
@@ -584,13 +631,169 @@ def test_retry_resubmits_a_cancelled_run_and_resumes_from_its_checkpoint(tmp_pat
     log = run_log(workdir, "wide", 0)
     ids = log.attrs["slurm_job_ids"].split(",")
     assert ids[0] == first and len(ids) == 2, ids
-    job_log = workdir / run_log_folder(LAYOUT.log("slurm"), "digits", "wide", 0) / ids[1]
-    job_log = job_log / f"{ids[1]}_0_log.err"
+    job_log = slurm_logs(workdir, "wide", 0) / ids[1] / f"{ids[1]}_0_log.err"
     resumed_after = re.findall(
         r"resuming from .*checkpoint.pt after epoch (\d+)", job_log.read_text()
     )
     assert len(resumed_after) == 1 and 1 <= int(resumed_after[0]) < LONGER["train"]["epochs"]
     assert_same_numbers(log, trained_locally(LONGER, digits_h5, tmp_path / "local"))
+
+
+# ---- packs: several runs in one job, side by side on its GPU ----------------------------------
+
+PACKED = {
+    "datasets": ["digits"],
+    "seeds": list(range(6)),
+    "train": {"epochs": 2, "batch_size": 64, "lr": 0.003, "augment": "none"},
+    "resources": {"cpus": 1, "mem_gb": 1, "time_min": 10, "gpus": 1, "pack": 4},
+    "report": {"weight_grids": False},
+    "experiments": {
+        "mlp": {"model": "mlp", "model_args": {"hidden": [32]}},
+        "mlp2": {"model": "mlp", "model_args": {"hidden": [16, 16]}},
+    },
+}
+PACKED_RUNS = [(e, s) for e in PACKED["experiments"] for s in PACKED["seeds"]]
+
+
+@pytest.fixture(scope="module")
+def packed_grids(slurm_cluster, tmp_path_factory):
+    """The 12 runs of PACKED through the profile (ready together: packs of 4) and locally (the
+    runs only: no tables or figures after them)."""
+    dirs = {}
+    targets = [LAYOUT.run_log("digits", e, s) for e, s in PACKED_RUNS]
+    for profile in ("slurm", "local"):
+        workdir = tmp_path_factory.mktemp(f"packed-{profile}")
+        (workdir / "config.yaml").write_text(yaml.safe_dump(PACKED))
+        result = snakemake(workdir, profile, *targets)
+        assert result.returncode == 0, result.stderr[-3000:]
+        dirs[profile] = workdir
+    return dirs
+
+
+@on_cluster
+@pytest.mark.slow
+def test_twelve_runs_packed_by_four_are_three_jobs_with_the_numbers_of_local_runs(packed_grids):
+    workdir = packed_grids["slurm"]
+    runs_of_job = {}
+    for experiment, seed in PACKED_RUNS:
+        log = run_log(workdir, experiment, seed)
+        (job,) = log.attrs["slurm_job_ids"].split(",")
+        runs_of_job.setdefault(job, []).append(f"{experiment}:s{seed}")
+        assert_same_numbers(log, run_log(packed_grids["local"], experiment, seed))
+        # each run keeps its own log, and its rule's log says where it went
+        own = slurm_logs(workdir, experiment, seed) / job / f"{job}_0_log.err"
+        assert f"[digits/{experiment}/s{seed}] epoch 2/2" in own.read_text()
+        rule_log = train_log(workdir, experiment, seed).read_text()
+        name = f"imgzoo:digits:{experiment}:s{seed}"
+        assert f"submitted SLURM job {job} ({name}) in a pack of 4 runs; logs: {own}" in rule_log
+        assert re.search(rf"SLURM job {job} COMPLETED: completed after 2 epochs", rule_log)
+    assert sorted(map(len, runs_of_job.values())) == [4, 4, 4]
+    # three sbatch calls in all, whose submitit files sit in the packs' folder
+    scripts = sorted((workdir / LAYOUT.log("slurm")).rglob("*_submission.sh"))
+    assert [s.parent.parent.name for s in scripts] == ["packs"] * 3
+    assert sorted(s.parent.name for s in scripts) == sorted(runs_of_job)
+    for job, runs in runs_of_job.items():
+        (record,) = sacct(job, "JobName", "State", "AllocTRES")
+        assert record["State"] == "COMPLETED"
+        tres = dict(item.split("=") for item in record["AllocTRES"].split(","))
+        assert (tres["gres/gpu"], tres["cpu"], tres["mem"]) == ("1", "4", "4G")  # one GPU
+        # named after its runs: imgzoo:digits:mlp:s0,1+digits:mlp2:s3,4
+        named = {
+            f"{part.split(':')[1]}:s{seed}"
+            for part in record["JobName"].removeprefix("imgzoo:").split("+")
+            for seed in part.split(":s")[1].split(",")
+        }
+        assert named == set(runs), (record["JobName"], runs)
+
+
+# One pack of four: two long runs, one that ends after its only epoch, one that raises at once.
+PACK_INTERRUPTED = {
+    "datasets": ["digits"],
+    "seeds": [0],
+    "train": {"epochs": 40, "batch_size": 32, "lr": 0.003, "augment": "none"},
+    "resources": {"cpus": 1, "mem_gb": 1, "time_min": 10, "gpus": 1, "pack": 4},
+    "report": {"weight_grids": False},
+    "experiments": {
+        "wide": {"model": "mlp", "model_args": {"hidden": [512, 512]}},
+        "wide2": {"model": "mlp", "model_args": {"hidden": [256, 256]}},
+        "short": {"model": "mlp", "model_args": {"hidden": [32]}, "epochs": 1},
+        "raises": {"model": "mlp", "model_args": {"activation": "nope"}},
+    },
+}
+RESUMED = ["wide", "wide2"]
+
+
+@pytest.fixture(scope="module")
+def pack_interrupted(slurm_cluster, tmp_path_factory):
+    """PACK_INTERRUPTED's pack through the profile; once its short run has ended and its long
+    ones have their first epoch checkpoint, the job gets SLURM's time-limit signal (`scancel
+    --signal=USR2`)."""
+    workdir = tmp_path_factory.mktemp("pack-interrupted")
+    targets = [LAYOUT.run_log("digits", e, 0) for e in PACK_INTERRUPTED["experiments"]]
+    proc = start_snakemake(workdir, PACK_INTERRUPTED, snakemake_command(workdir, *targets))
+    job_id = job_of(workdir, "wide", 0, proc)
+    for experiment in RESUMED:
+        wait_for_file(run_dir(workdir, experiment, 0) / "checkpoint.pt", proc)
+    wait_for_file(run_dir(workdir, "short", 0) / "metrics.h5", proc)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    rc = finish(proc, 300, workdir)
+    return {"rc": rc, "job_id": job_id, "workdir": workdir, "output": output(workdir)}
+
+
+@pytest.fixture(scope="module")
+def pack_uninterrupted(slurm_cluster, tmp_path_factory, digits_h5):
+    out = tmp_path_factory.mktemp("pack-uninterrupted")
+    return trained_side_by_side(PACK_INTERRUPTED, [*RESUMED, "short"], digits_h5, out)
+
+
+def own_log(workdir: Path, experiment: str, job_id: str) -> str:
+    return (slurm_logs(workdir, experiment, 0) / job_id / f"{job_id}_0_log.err").read_text()
+
+
+@on_cluster
+@pytest.mark.slow
+def test_interrupted_pack_is_requeued_once_and_its_runs_end_with_the_uninterrupted_numbers(
+    pack_interrupted, pack_uninterrupted
+):
+    job_id, workdir = pack_interrupted["job_id"], pack_interrupted["workdir"]
+    assert pack_interrupted["rc"] == 1, pack_interrupted["output"][-3000:]  # the run that raised
+    states = [r["State"] for r in sacct(job_id, "State", duplicates=True)]
+    assert states.count("REQUEUED") == 1 and states[-1] == "COMPLETED", states
+    epochs = PACK_INTERRUPTED["train"]["epochs"]
+    for experiment in RESUMED:
+        own = own_log(workdir, experiment, job_id)
+        assert "got SIGUSR2: stopping after this step to requeue" in own
+        resumed_after = re.findall(r"resuming from .*checkpoint.pt after epoch (\d+)", own)
+        assert len(resumed_after) == 1 and 1 <= int(resumed_after[0]) < epochs, resumed_after
+        log = run_log(workdir, experiment, 0)
+        assert log.attrs["slurm_job_ids"] == job_id  # the same job, requeued
+        assert list(log.epochs["epoch"]) == list(range(1, epochs + 1))
+        assert_same_numbers(log, pack_uninterrupted[experiment])
+    # the run that had ended before the signal is not run again
+    short = own_log(workdir, "short", job_id)
+    assert short.count("epoch 1/1") == 1 and "resuming" not in short
+    assert_same_numbers(run_log(workdir, "short", 0), pack_uninterrupted["short"])
+    pack_log = workdir / LAYOUT.log("slurm", "packs", job_id, f"{job_id}_0_log.err")
+    assert "2 of 4 runs stopped for the time limit: requeueing the job" in pack_log.read_text()
+
+
+@on_cluster
+@pytest.mark.slow
+def test_a_run_that_raises_in_a_pack_fails_alone_with_its_own_message(pack_interrupted):
+    job_id, workdir = pack_interrupted["job_id"], pack_interrupted["workdir"]
+    own = slurm_logs(workdir, "raises", 0) / job_id / f"{job_id}_0_log.err"
+    last = train_log(workdir, "raises", 0).read_text().strip().splitlines()[-1]
+    message = last.removeprefix("imgzoo: error: ")
+    assert re.fullmatch(
+        rf"SLURM job {job_id} FAILED: imgzoo\.errors\.ConfigError: model family 'mlp': "
+        rf"activation='nope' .* \[logs: {re.escape(str(own))}\]",
+        message,
+    ), message
+    assert f"message: {message}" in pack_interrupted["output"]  # Snakemake's error report
+    assert own.read_text().count("Traceback") == 1  # not started again after the requeue
+    assert not (run_dir(workdir, "raises", 0) / "metrics.h5").exists()
+    for experiment in [*RESUMED, "short"]:  # its pack-mates finished
+        assert run_log(workdir, experiment, 0).attrs["status"] == "completed"
 
 
 # ---- failures: one line each, and the rest of the grid finishes --------------------------------
@@ -649,10 +852,7 @@ def test_job_that_raises_fails_its_rule_with_its_id_state_and_exception(failures
     assert found, message
     assert "ConfigError: model family 'mlp': activation='nope'" in found[2]
     workdir = failures["workdir"]
-    assert (
-        found[3]
-        == f"{workdir}/{LAYOUT.log('slurm')}/digits/raises/seed0/{found[1]}/{found[1]}_0_log.err"
-    )
+    assert found[3] == f"{slurm_logs(workdir, 'raises', 0)}/{found[1]}/{found[1]}_0_log.err"
     assert final_state(found[1]) == "FAILED"
 
 

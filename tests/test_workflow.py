@@ -112,6 +112,21 @@ def test_second_run_has_nothing_to_do_and_report_builds(finished):
 
 
 @pytest.mark.slow
+def test_packing_a_finished_study_re_runs_nothing(finished):
+    # How runs share a SLURM job is no part of a run's settings (the train rule's params)
+    config = finished / "config.yaml"
+    original = config.read_text()
+    packed = {**CONFIG, "resources": {"pack": 4, "gpu_mem_fraction": 0.25}}
+    try:
+        config.write_text(yaml.safe_dump(packed))
+        again = snakemake(finished, "-n", "--cores", "2")
+    finally:
+        config.write_text(original)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert "Nothing to be done" in again.stderr + again.stdout, again.stdout[-2000:]
+
+
+@pytest.mark.slow
 def test_one_run_alone(tmp_path):
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(CONFIG))
     target = LAYOUT.run_log("digits", "mlp", 1)

@@ -25,6 +25,10 @@ from imgzoo.paths import Layout
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
+# How runs share a SLURM job, not what a job asks for nor what a run computes: kept out of the
+# run spec (and so out of the train rule's params), so that packing runs, or not, never re-runs a
+# finished run or discards a checkpoint. The train rule gives them to the executor as resources.
+SHARING_KEYS = ("pack", "gpu_mem_fraction")
 EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
 # Keys of a sweep point that say where it runs and what was published, not what it varies.
 POINT_KEYS = ("datasets", "published")
@@ -56,9 +60,9 @@ def train_defaults() -> dict:
 
 
 def resource_defaults() -> dict:
-    """The SLURM resources of a training job that neither the study nor the experiment sets."""
-    props = schema()["properties"]["resources"]["properties"]
-    return {key: copy.deepcopy(p["default"]) for key, p in props.items()}
+    """The resource keys whose defaults the schema holds."""
+    props = schema()["$defs"]["resources"]["properties"]
+    return {key: copy.deepcopy(p["default"]) for key, p in props.items() if "default" in p}
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -144,10 +148,14 @@ def _fill_defaults(node: dict, instance) -> None:
     if not isinstance(instance, dict):
         return
     for key, sub in node.get("properties", {}).items():
+        # A shared definition is filled where the config holds a section of its own (`train:`,
+        # `resources:`, which give a default), not where it overrides one (an experiment's
+        # `resources`): defaults there would hide the study's own values.
+        overrides = "$ref" in sub and "default" not in sub
         sub = _resolve_ref(sub)
         if key not in instance and "default" in sub:
             instance[key] = copy.deepcopy(sub["default"])
-        if key in instance:
+        if key in instance and not overrides:
             _fill_defaults(sub, instance[key])
     extra = node.get("additionalProperties")
     if isinstance(extra, dict):
@@ -460,7 +468,9 @@ class Study:
             "model_args": model_args,
             "train": train,
             "data": self.data_options(dataset),
-            "resources": self.resources(experiment),
+            "resources": {
+                k: v for k, v in self.resources(experiment).items() if k not in SHARING_KEYS
+            },
         }
         if "sweep" in exp:
             spec["sweep"] = exp["sweep"]

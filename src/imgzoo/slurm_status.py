@@ -8,8 +8,10 @@ two calls whatever the number of jobs, and rarely more than one.
 
 A run's fate comes from its own result file first (submitit writes it in the job: success with a
 summary, or the exception's traceback) and from its job's state where the job died without one
-(cancelled, out of memory, time limit, node failure). A failure is one line: the job id, its
-final state and exit code, what went wrong (the exception, or slurmstepd's notice), and its log.
+(cancelled, out of memory, time limit, node failure). A run packed with others into one job has
+a result file and log of its own: its error fails it at once, while its pack-mates train on. A
+failure is one line: the job id, its final state and exit code, what went wrong (the exception,
+or slurmstepd's notice), and its log.
 
 Imports nothing heavy: it runs in Snakemake's process on the login node.
 """
@@ -191,6 +193,9 @@ class RunWatch:
         result = read_result(self.run.result)
         if result is not None and result[0] == "success":
             return Succeeded(result[1] if isinstance(result[1], dict) else {})
+        if result is not None and self.run.job_log is not None:
+            # A packed run's own process raised: it is over, while its pack-mates train on.
+            return Failed(failure_message(self.run, JobState("FAILED"), traceback=str(result[1])))
         over = result is not None or (job is not None and (job.final or job is GONE))
         if not over:
             self.ended_at = None  # e.g. requeued after a preemption
@@ -229,33 +234,41 @@ def failure_message(
     )
 
 
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b")
+# imgzoo.errors.RunFailed (divergence, out of memory) among them.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt|Failed)\b")
 _BOOKKEEPING = ("submitit ", "srun: error: ", "srun: launch/", "srun: Job step aborted")
 
 
 def log_lines(run: SubmittedRun) -> list[str]:
-    """The job's stderr, else its stdout, without submitit's and srun's bookkeeping."""
+    """The run's stderr, else its stdout, without submitit's and srun's bookkeeping."""
     for path in (run.stderr, run.stdout):
-        try:
-            text = path.read_text(errors="replace")
-        except OSError:
-            continue
-        lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
-        lines = [ln for ln in lines if not ln.startswith(_BOOKKEEPING)]
+        lines = _lines(path)
         if lines:
             return lines
     return []
 
 
+def _lines(path) -> list[str]:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return [ln for ln in lines if not ln.startswith(_BOOKKEEPING)]
+
+
 def log_tail(run: SubmittedRun, state: str, traceback: str | None, wait_s: float = 0.0) -> str:
-    """What went wrong, in a few lines: the Python exception and what follows it where the job
+    """What went wrong, in a few lines: the Python exception and what follows it where the run
     raised one; else what slurmstepd said (cancelled, time limit, out of memory); else the last
-    lines of the log; else the traceback submitit sent back. A job killed from outside may get
+    lines of the log; else the traceback submitit sent back. A packed run's own log comes first,
+    then its job's (slurmstepd's notices go there). A job killed from outside may get
     slurmstepd's notice into its log a moment after its state: wait up to `wait_s` for it."""
     deadline = time.monotonic() + (wait_s if state not in ("FAILED", "COMPLETED") else 0.0)
     while True:
         lines = log_lines(run)
         found = _exception_or_notice(lines)
+        if not found and run.job_log is not None:
+            found = _exception_or_notice(_lines(run.job_log))
         if found or time.monotonic() >= deadline:
             break
         time.sleep(0.5)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from imgzoo import live
 from imgzoo.config import Run, Study
-from imgzoo.slurm_submit import run_log_folder
+from imgzoo.slurm_submit import job_run_folders, run_log_folder
 
 STATES = ("done", "diverged", "running", "waiting", "stopped", "failed", "not started")
 
@@ -49,9 +49,9 @@ class RunStatus:
 
 
 def slurm_queue() -> dict[str, tuple[str, str]]:
-    """This user's jobs in the SLURM queue: the folder of a job's logs (which names its study's
-    log folder and its run, `<log_dir>/<dataset>/<experiment>/seed<seed>`) -> (job id, state).
-    {} without SLURM."""
+    """This user's jobs in the SLURM queue: the log folder of each of a job's runs (which names
+    its study's log folder and the run, `<log_dir>/<dataset>/<experiment>/seed<seed>`) -> (job
+    id, state). {} without SLURM."""
     if shutil.which("squeue") is None:
         return {}
     try:
@@ -64,7 +64,9 @@ def slurm_queue() -> dict[str, tuple[str, str]]:
     queue = {}
     for line in out.stdout.splitlines():
         job_id, state, stdout = (field.strip() for field in line.split("|", 2))
-        queue[str(Path(stdout).parent.parent)] = (job_id, state)  # <run's folder>/%j/%j_0_log
+        # <log folder>/%j/%j_0_log.out, %j as sbatch was given it
+        for run_folder in job_run_folders(Path(stdout.replace("%j", job_id)).parent):
+            queue[run_folder] = (job_id, state)
     return queue
 
 

@@ -73,20 +73,22 @@ def train(
     stop_flag=None,
     progress: Progress | None = None,
     compile_cache: str | os.PathLike | None = None,
+    gpu_mem_fraction: float | None = None,
 ) -> runlog.RunLog:
     """Run (or resume) one training run and write its metrics.h5; returns the log.
 
     `stop_flag()`, asked before every step, makes the run raise Preempted when true (the last
     finished epoch is on disk); `progress` shows the epochs (default: a bar or lines on stderr);
     `compile_cache`: where torch.compile keeps its kernels (with `compile: true`), so that the
-    other runs of a study and a requeued attempt do not compile them again.
+    other runs of a study and a requeued attempt do not compile them again; `gpu_mem_fraction`:
+    the share of the GPU's memory this process may allocate (runs packed on one GPU).
     """
     cfg, out_dir = spec["train"], Path(out_dir)
     if cfg["compile"] and compile_cache:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(compile_cache).absolute()))
     progress = progress or Progress(cfg["epochs"])
     device = select_device(cfg["device"])
-    configure(device, threads, deterministic=cfg["deterministic"])
+    configure(device, threads, deterministic=cfg["deterministic"], memory_fraction=gpu_mem_fraction)
 
     # The dataset on the device, the model (its initial weights from the run's seed), the step.
     prepared = data.load(data_path)

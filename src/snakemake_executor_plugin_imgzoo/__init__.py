@@ -6,7 +6,9 @@ this one process watches them all.
 - `run_jobs` gets every run that is ready and submits each as a SLURM job that runs
   `imgzoo.slurm_job.TrainingJob` (requeued on its time-limit warning, resuming to the bit), with
   the experiment's resources, named `imgzoo:{dataset}:{experiment}:s{seed}`, its submitit files
-  and logs in the run's SLURM log folder.
+  and logs in the run's SLURM log folder; or, where the experiment's `resources.pack` is K > 1,
+  K ready runs of equal resources as one job that runs `imgzoo.slurm_job.PackJob` (each run in a
+  process of its own, with its own log and result file in its own folder).
 - `check_active_jobs` gets every active run once per status interval and asks SLURM about all of
   them in one query (`imgzoo.slurm_status`): the login node holds this process only, and SLURM
   sees one sacct call per interval however many runs are in flight.
@@ -103,41 +105,68 @@ class Executor(RemoteExecutor):
         self.run_jobs([job])
 
     def submissions(self, jobs) -> list[list]:
-        """Which ready runs share a SLURM job: today each run gets its own. Packing several runs
-        of the same resources into one job changes only this and the callable the job runs:
-        each run keeps its own rule, outputs and result file, and is judged on its own."""
-        return [[job] for job in jobs]
+        """Which ready runs share a SLURM job: runs whose experiments ask for the same resources
+        and pack K > 1 go K at a time, in the order they came (the last of them, or a run ready
+        alone, makes a smaller pack); every other job goes alone. Each run keeps its own rule,
+        outputs and result file, and is judged on its own."""
+        groups: dict[str, list] = {}
+        for job in jobs:
+            key = pack_key(job)
+            groups.setdefault(key if key is not None else str(id(job)), []).append(job)
+        submissions = []
+        for group in groups.values():
+            size = max(1, pack_size(group[0]))
+            submissions += [group[i : i + size] for i in range(0, len(group), size)]
+        return submissions
 
     def submit(self, group: list) -> None:
-        (job,) = group
-        try:
-            if job.rule.name != TRAINING_RULE:
-                raise WorkflowError(f"executor imgzoo cannot run rule {job.rule.name}")
-            self.workflow.async_run(job.prepare())  # stale outputs and log out, folders in
-            spec = json.loads(job.params.spec)
-            run = slurm_submit.submit(
-                spec,
-                job.input.data,
-                job.params.outdir,
-                job.params.slurm_logs,
-                threads=job.threads,
-                max_requeues=job.params.max_requeues,
-                compile_cache=job.params.compile_cache,
-            )
-        except (ImgzooError, WorkflowError, OSError) as e:
-            message = str(e)
-            note(job, f"imgzoo: error: {message}")
-            self.report_job_error(SubmittedJobInfo(job), msg=message)
+        """One SLURM job for the group's runs; a run that cannot go (no dataset, a bad option)
+        fails alone, and the others go without it."""
+        jobs, runs = [], []
+        for job in group:
+            try:
+                if job.rule.name != TRAINING_RULE:
+                    raise WorkflowError(f"executor imgzoo cannot run rule {job.rule.name}")
+                self.workflow.async_run(job.prepare())  # stale outputs and log out, folders in
+                runs.append(training_run(job))
+                jobs.append(job)
+            except (ImgzooError, WorkflowError, OSError) as e:
+                self.fail_before_submission(job, str(e))
+        if not runs:
             return
-        note(job, f"imgzoo: submitted SLURM job {run.job_id} ({run.name}); logs: {run.stderr}")
-        self.logger.info(f"{run.name}: SLURM job {run.job_id} (logs: {run.stderr})")
+        try:
+            submitted = slurm_submit.submit(runs, max_requeues=jobs[0].params.max_requeues)
+        except (ImgzooError, OSError) as e:
+            for job in jobs:
+                self.fail_before_submission(job, str(e))
+            return
         grace = max(5.0, float(self.workflow.execution_settings.latency_wait))
-        info = SubmittedJobInfo(
-            job, external_jobid=run.job_id, aux={"watch": slurm_status.RunWatch(run, grace)}
-        )
-        with self.in_flight_lock:
-            self.in_flight[id(info)] = info
-        self.report_job_submission(info)
+        for job, run in zip(jobs, submitted, strict=True):
+            shared = f" in a pack of {len(runs)} runs" if len(runs) > 1 else ""
+            note(
+                job,
+                f"imgzoo: submitted SLURM job {run.job_id} ({run.name}){shared}; "
+                f"logs: {run.stderr}",
+            )
+            info = SubmittedJobInfo(
+                job, external_jobid=run.job_id, aux={"watch": slurm_status.RunWatch(run, grace)}
+            )
+            with self.in_flight_lock:
+                self.in_flight[id(info)] = info
+            self.report_job_submission(info)
+        first = submitted[0]
+        if len(runs) > 1:
+            name = slurm_submit.pack_name([run.spec for run in runs])
+            self.logger.info(
+                f"{name}: SLURM job {first.job_id}, {len(runs)} runs side by side "
+                f"(logs: {first.job_log}, and each run's own)"
+            )
+        else:
+            self.logger.info(f"{first.name}: SLURM job {first.job_id} (logs: {first.stderr})")
+
+    def fail_before_submission(self, job, message: str) -> None:
+        note(job, f"imgzoo: error: {message}")
+        self.report_job_error(SubmittedJobInfo(job), msg=message)
 
     # ---- watching ----------------------------------------------------------------------------
 
@@ -188,19 +217,70 @@ class Executor(RemoteExecutor):
         self.logger.info(f"cancelled {len(ids)} SLURM jobs: {' '.join(ids)}")
 
 
+def training_run(job) -> slurm_submit.TrainingRun:
+    """The run a train job stands for, as its SLURM job gets it (from the rule's params, input,
+    threads, and the resources that say how runs share a job)."""
+    fraction = job.resources.get("gpu_mem_fraction")
+    return slurm_submit.training_run(
+        json.loads(job.params.spec),
+        job.input.data,
+        job.params.outdir,
+        job.params.slurm_logs,
+        threads=job.threads,
+        compile_cache=job.params.compile_cache,
+        gpu_mem_fraction=float(fraction) if fraction else None,
+    )
+
+
+def pack_size(job) -> int:
+    """`resources.pack` of a train job's experiment (1 for any other job)."""
+    if job.rule.name != TRAINING_RULE:
+        return 1
+    return int(job.resources.get("pack") or 1)
+
+
+def pack_key(job) -> str | None:
+    """What runs must share to go into one job: the SLURM resources they ask for, the pack's
+    size, each run's GPU memory share and threads, the requeues allowed. None: a job that goes
+    alone."""
+    if pack_size(job) <= 1:
+        return None
+    try:
+        resources = json.loads(job.params.spec)["resources"]
+        key = [
+            resources,
+            pack_size(job),
+            job.resources.get("gpu_mem_fraction"),
+            job.threads,
+            job.params.max_requeues,
+        ]
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # submit() says what is wrong with it
+    return json.dumps(key, sort_keys=True)
+
+
 @contextmanager
 def ctrl_c_deferred():
     """Ctrl-C (KeyboardInterrupt) waits until the submission in progress is registered, so that
     cancel_jobs knows its job: an interrupt between sbatch and the registration would leave the
-    job running unseen."""
+    job running unseen. sbatch itself must not die of it either (a terminal's Ctrl-C reaches the
+    whole process group): it may have queued the job already, and its id would be lost. SIGINT
+    is blocked in this thread meanwhile, and so in the sbatch it starts (a child inherits the
+    mask); here it is delivered once unblocked."""
     if threading.current_thread() is not threading.main_thread():
-        yield
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         return
     caught = []
     previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)  # a held-back Ctrl-C: caught now
         signal.signal(signal.SIGINT, previous)
     if caught and callable(previous):
         previous(signal.SIGINT, None)

@@ -53,6 +53,11 @@ def run_resources(wildcards, name):
     return STUDY.resources(wildcards.experiment)[name]
 
 
+def gpu_mem_fraction(wildcards):
+    fraction = run_resources(wildcards, "gpu_mem_fraction")
+    return None if fraction is None else str(fraction)
+
+
 def slurm_extra(wildcards):
     flags = run_resources(wildcards, "extra_sbatch")
     return " ".join(shlex.quote(flag) for flag in flags) or None

@@ -24,6 +24,10 @@ rule train:
         mem_mb=lambda w: int(run_resources(w, "mem_gb") * 1024),
         runtime=lambda w: run_resources(w, "time_min"),
         slurm_extra=slurm_extra,
+        # How runs share a SLURM job (the imgzoo executor). Resources, not params: changing them
+        # re-runs nothing. The share is a string: Snakemake rounds numbers to integers.
+        pack=lambda w: run_resources(w, "pack"),
+        gpu_mem_fraction=gpu_mem_fraction,
     params:
         spec=run_spec,
         outdir=lambda w, output: os.path.dirname(output.metrics),

@@ -33,8 +33,14 @@ def select_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
-def configure(device: torch.device, threads: int | None = None, deterministic: bool = True) -> None:
-    """The CPU threads, and whether kernels are deterministic (`train.deterministic`).
+def configure(
+    device: torch.device,
+    threads: int | None = None,
+    deterministic: bool = True,
+    memory_fraction: float | None = None,
+) -> None:
+    """The CPU threads, whether kernels are deterministic (`train.deterministic`), and the share
+    of the GPU's memory this process may allocate (`resources.gpu_mem_fraction`; None: all).
 
     Deterministic (the default: the same seed gives the same numbers, a resumed run equals an
     uninterrupted one): torch's deterministic algorithms, no cuDNN autotuning (it picks kernels
@@ -58,6 +64,10 @@ def configure(device: torch.device, threads: int | None = None, deterministic: b
         torch.backends.cuda.enable_mem_efficient_sdp(not deterministic)
         torch.backends.cuda.enable_cudnn_sdp(not deterministic)
         torch.backends.cuda.enable_math_sdp(True)
+        if memory_fraction:
+            # Runs packed on one GPU: past its share, this process gets an out-of-memory error
+            # of its own instead of taking the memory its neighbours need.
+            torch.cuda.set_per_process_memory_fraction(float(memory_fraction))
 
 
 def autocast(device: torch.device):
