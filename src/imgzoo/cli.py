@@ -61,15 +61,24 @@ def cmd_check(args) -> int:
             note = f"  (same settings as {first.experiment}: not trained again)" if first else ""
             print(f"{study.run_dir(run)}{note}")
     runs, trained = study.runs, study.trained_runs
-    repeats = f", {len(runs) - len(trained)} of them repeat another run's settings" if len(
-        trained
-    ) < len(runs) else ""
+    repeats = len(runs) - len(trained)
+    counts = ", ".join(
+        _count(n, what)
+        for n, what in ((len(study.experiments), "experiment"),
+                        (len(study.config["datasets"]), "dataset"),
+                        (len(study.config["seeds"]), "seed"))
+    )
     print(
-        f"config OK: study '{study.name}' -> {study.layout.root}/: {len(study.experiments)} "
-        f"experiments, {len(study.config['datasets'])} datasets, {len(study.config['seeds'])} "
-        f"seeds -> {len(runs)} runs{repeats}: {len(trained)} trainings"
+        f"config OK: study '{study.name}' -> {study.layout.root}/: {counts} -> "
+        f"{_count(len(runs), 'run')}"
+        + (f", {repeats} of them repeat another run's settings" if repeats else "")
+        + f": {_count(len(trained), 'training')}"
     )
     return 0
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'' if n == 1 else 's'}"
 
 
 def cmd_prepare(args) -> int:
