@@ -68,7 +68,11 @@ def test_quick_start_make_run_twice(checkout):
     summary = pd.read_csv(checkout / DEFAULT.table("summary"))
     assert set(summary.experiment) == {"mlp", "resnet18", "mixer"}
     assert (summary.test_acc_at_best_val_mean > 0.2).all()  # chance is 0.1
-    assert "summary.html" in (checkout / DEFAULT.report).read_text()
+    report = (checkout / DEFAULT.report).read_text()
+    assert "summary.html" in report
+    # the front page describes the study that ran, and docutils found nothing wrong with it
+    assert re.search(r"experiments of <tt[^>]*>3</tt>", report), "front page: 3 experiments"
+    assert "system-message" not in report
     again = subprocess.run(["make", "run"], cwd=checkout, capture_output=True, text=True,
                            timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

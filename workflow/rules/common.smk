@@ -27,6 +27,9 @@ except ConfigError as error:
 except ImgzooError as error:
     sys.exit(f"imgzoo: error: {error}")
 LAYOUT = STUDY.layout
+# Snakemake's own `config` (the report's front page reads it) becomes the study as resolved:
+# with its name and defaults, also where no --configfile was given.
+config.update(STUDY.config)
 
 
 wildcard_constraints:
