@@ -42,8 +42,8 @@ CONFIG = {
         "mlp": {"model": "mlp", "model_args": {"hidden": [16]}},
         "longer": {"model": "mlp", "resources": {"time_min": 30}},
         "alone": {"model": "mlp", "resources": {"pack": 1, "gpu_mem_fraction": 0.25}},
-        # The config check knows the argument's name; only building the model rejects its value.
-        "raises": {"model": "mlp", "model_args": {"activation": "nope"}},
+        # passes the config's checks, fails in its job: 8 px digits are no multiple of 3 px patches
+        "raises": {"model": "mixer", "model_args": {"patch_size": 3, "dim": 16, "depth": 1}},
     },
 }
 
@@ -225,10 +225,13 @@ def test_a_pack_trains_each_run_in_its_own_process_and_one_that_raises_fails_alo
     }
     results = {run.name: read_result(run_files(run.log_folder, job.job_id).result) for run in runs}
     outcome, traceback = results["imgzoo:digits:raises:s0"]
-    assert "ConfigError: model family 'mlp': activation='nope'" in traceback
+    assert (
+        "ConfigError: model family 'mixer': image size 8 is not divisible by patch_size=3"
+        in traceback
+    )
     # each run's own log holds its own story
     raised = run_files(runs[1].log_folder, job.job_id).stderr.read_text()
-    assert "activation='nope'" in raised and "epoch 1/2" not in raised
+    assert "patch_size=3" in raised and "epoch 1/2" not in raised
     trained = run_files(runs[0].log_folder, job.job_id).stderr.read_text()
     assert "[digits/mlp/s0] epoch 2/2" in trained
     for run in (runs[0], runs[2]):

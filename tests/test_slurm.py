@@ -604,7 +604,8 @@ def test_login_node_holds_one_light_process(interrupted):
     assert not heavy, heavy
     # of the models, only the torch-free catalog (config validation needs it)
     ours = {m for m in imports if m.startswith(("imgzoo.train", "imgzoo.models"))}
-    assert ours <= {"imgzoo.models", "imgzoo.models.catalog"}, ours
+    # the torch-free parts of the models: names, presets, the arguments' description
+    assert ours <= {"imgzoo.models", "imgzoo.models.catalog", "imgzoo.models.arguments"}, ours
     report = re.search(r"login node: torch imported=(\w+) peak RSS=(\d+) kB", err)
     assert report[1] == "False"
     print(f"snakemake on the login node: peak RSS {int(report[2]) / 1024:.1f} MB")
@@ -717,7 +718,8 @@ PACK_INTERRUPTED = {
         "wide": {"model": "mlp", "model_args": {"hidden": [512, 512]}},
         "wide2": {"model": "mlp", "model_args": {"hidden": [256, 256]}},
         "short": {"model": "mlp", "model_args": {"hidden": [32]}, "epochs": 1},
-        "raises": {"model": "mlp", "model_args": {"activation": "nope"}},
+        # passes the config's checks, fails in its job: 8 px digits are no multiple of 3 px patches
+        "raises": {"model": "mixer", "model_args": {"patch_size": 3, "dim": 16, "depth": 1}},
     },
 }
 RESUMED = ["wide", "wide2"]
@@ -785,8 +787,8 @@ def test_a_run_that_raises_in_a_pack_fails_alone_with_its_own_message(pack_inter
     last = train_log(workdir, "raises", 0).read_text().strip().splitlines()[-1]
     message = last.removeprefix("imgzoo: error: ")
     assert re.fullmatch(
-        rf"SLURM job {job_id} FAILED: imgzoo\.errors\.ConfigError: model family 'mlp': "
-        rf"activation='nope' .* \[logs: {re.escape(str(own))}\]",
+        rf"SLURM job {job_id} FAILED: imgzoo\.errors\.ConfigError: model family 'mixer': "
+        rf"image size 8 is not divisible by patch_size=3.* \[logs: {re.escape(str(own))}\]",
         message,
     ), message
     assert f"message: {message}" in pack_interrupted["output"]  # Snakemake's error report
@@ -807,7 +809,8 @@ FAILING = {
     "experiments": {
         "fine": {"model": "mlp", "model_args": {"hidden": [32]}},
         # The config check knows the argument's name; only building the model rejects its value.
-        "raises": {"model": "mlp", "model_args": {"activation": "nope"}},
+        # passes the config's checks, fails in its job: 8 px digits are no multiple of 3 px patches
+        "raises": {"model": "mixer", "model_args": {"patch_size": 3, "dim": 16, "depth": 1}},
         "refused": {"model": "mlp", "resources": {"partition": "nope"}},
         "cancelled": {"model": "mlp", "epochs": 500},
     },
@@ -850,7 +853,9 @@ def test_job_that_raises_fails_its_rule_with_its_id_state_and_exception(failures
     message = error_line(failures, "raises")
     found = re.match(r"SLURM job (\d+) FAILED \(exit 1:0\): (.*) \[logs: (.*)\]$", message)
     assert found, message
-    assert "ConfigError: model family 'mlp': activation='nope'" in found[2]
+    assert "ConfigError: model family 'mixer': image size 8 is not divisible by patch_size=3" in (
+        found[2]
+    )
     workdir = failures["workdir"]
     assert found[3] == f"{slurm_logs(workdir, 'raises', 0)}/{found[1]}/{found[1]}_0_log.err"
     assert final_state(found[1]) == "FAILED"
