@@ -15,6 +15,16 @@ def test_count_here_follows_cuda_visible_devices(monkeypatch):
     assert gpus.local_limit({}) == 1_000_000  # no GPU here: no limit on CPU runs
 
 
+def claims(folder, n: int) -> list[int]:
+    """The GPUs a fresh process claims, `n` times in a row (it holds each until it exits)."""
+    done = subprocess.run(
+        [sys.executable, "-c", "from pathlib import Path; from imgzoo import gpus; "
+         f"print(*(gpus.claim(3, Path({str(folder)!r})) for _ in range({n})))"],
+        capture_output=True, text=True, check=True,
+    )
+    return [int(i) for i in done.stdout.split()]
+
+
 def test_each_process_claims_a_gpu_no_other_holds(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     holder = subprocess.Popen(
@@ -25,16 +35,10 @@ def test_each_process_claims_a_gpu_no_other_holds(tmp_path, monkeypatch):
     )
     try:
         assert holder.stdout.readline().strip() == "0"
-        assert gpus.claim(3, tmp_path) == 1  # 0 is held by the other process
-        assert gpus.claim(3, tmp_path) == 2
-        assert gpus.claim(3, tmp_path) == 0  # all held: the first (the resource prevents this)
+        # 0 is held by the other process; when all are held, the first (the resource keeps
+        # that from happening)
+        assert claims(tmp_path, 3) == [1, 2, 0]
     finally:
         holder.kill()
         holder.wait()
-    # the lock goes with the process that held it, however it ended
-    fresh = subprocess.run(
-        [sys.executable, "-c", "from pathlib import Path; from imgzoo import gpus; "
-         f"print(gpus.claim(3, Path({str(tmp_path)!r})))"],
-        capture_output=True, text=True, check=True,
-    )
-    assert fresh.stdout.strip() == "0"
+    assert claims(tmp_path, 1) == [0]  # the lock went with the process that held it
