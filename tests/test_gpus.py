@@ -41,4 +41,5 @@ def test_each_process_claims_a_gpu_no_other_holds(tmp_path, monkeypatch):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
     assert claims(tmp_path, 1) == [0]  # the lock went with the process that held it
