@@ -284,8 +284,9 @@ class Study:
             points = sweep["points"]
         allowed = [*self.train, *model_arguments.names(family)]
         base_datasets = base.get("datasets", self.config["datasets"])
-        for i, point in enumerate(points):
-            values = {k: v for k, v in point.items() if k not in POINT_KEYS}
+        # what each point varies (its other keys say where it runs and what was published)
+        swept = [{k: v for k, v in point.items() if k not in POINT_KEYS} for point in points]
+        for i, (point, values) in enumerate(zip(points, swept, strict=True)):
             for key in values:
                 if key not in allowed:
                     err = unknown_name("key to sweep", key, allowed)
@@ -306,8 +307,7 @@ class Study:
                     f"config '{where}': no point runs on dataset '{dataset}' of the base "
                     f"experiment '{base_name}'; list only the datasets the sweep covers there"
                 )
-        for point in points:
-            values = {k: v for k, v in point.items() if k not in POINT_KEYS}
+        for point, values in zip(points, swept, strict=True):
             exp = copy.deepcopy(base)
             exp.pop("published", None)  # the base's numbers belong to the base
             for key, value in values.items():
@@ -478,9 +478,10 @@ class Study:
 
 
 def settings_key(spec: dict) -> str:
-    """What decides a run's numbers (not its names or SLURM resources), as a comparable string:
+    """What decides a run's numbers (the family and its arguments, not the names of experiment,
+    preset or SLURM resources), as a comparable string:
     two runs with the same key train the same model on the same data with the same seed."""
-    decisive = ("dataset", "seed", "model", "model_args", "train", "data")
+    decisive = ("dataset", "seed", "family", "model_args", "train", "data")
     return json.dumps({k: spec[k] for k in decisive}, sort_keys=True)
 
 

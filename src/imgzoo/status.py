@@ -127,9 +127,10 @@ def run_status(study: Study, run: Run, queue: dict) -> RunStatus:
         status.job = job[0]
     metrics = Path(study.run_log(run))
     if metrics.exists():
-        # The final progress.json says what the log says (and is 100x cheaper to read).
-        finished = progress["status"] if progress else "running"
-        if finished == "running":
+        if progress and progress["status"] != "running":
+            # the final progress.json says what the log says, and is 100x cheaper to read
+            finished = progress["status"]
+        else:
             finished, status.epoch, status.best_val_acc = _finished(metrics)
         status.state = "done" if finished == "completed" else finished
         return status
