@@ -243,3 +243,13 @@ def test_compare_pairs_and_baseline():
         Study({**config, "compare": {"pairs": [["mlp", "syn"]]}})
     with pytest.raises(ConfigError, match="compares 'res' with itself"):
         Study({**config, "compare": {"pairs": [["res", "res"]]}})
+
+
+def test_a_preset_and_its_family_written_out_are_one_run():
+    config = with_changes(experiments={
+        "preset": {"model": "mlp-1024-512-64-64-tanh"},
+        "written": {"model": "mlp", "model_args": {"hidden": [1024, 512, 64, 64],
+                                                   "activation": "tanh"}},
+    })
+    study = Study(config)
+    assert {r.experiment: f.experiment for r, f in study.same_as.items()} == {"written": "preset"}
