@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -45,11 +46,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from specs import spec_of  # noqa: E402
+
 from imgzoo import data, runlog  # noqa: E402
-from imgzoo.config import train_defaults  # noqa: E402
 from imgzoo.data.store import Prepared  # noqa: E402
-from imgzoo.models import catalog, create  # noqa: E402
+from imgzoo.models import create  # noqa: E402
 from imgzoo.progress import Progress  # noqa: E402
+from imgzoo.spec import RunSpec  # noqa: E402
 from imgzoo.train import build_parts, train  # noqa: E402
 from imgzoo.training.device import autocast, configure  # noqa: E402
 from imgzoo.training.evaluate import evaluate  # noqa: E402
@@ -57,7 +60,7 @@ from imgzoo.training.step import Preempted, build_optimizer  # noqa: E402
 
 ROUNDS = 5  # alternating timed series of imgzoo's step and the bare loop
 # Series that must agree to the bit between two runs (times are the machine's, not the run's).
-EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
+EXACT = [k for k in runlog.EPOCH_SERIES if k not in runlog.TIMING_SERIES]
 
 # The studies' models at their image sizes and batch sizes (config/studies/*.yaml).
 STUDY_MODELS = [
@@ -78,21 +81,9 @@ QUICK_MODELS = [
 ]
 
 
-def spec_for(model: str, model_args: dict, *, image_size: int, **train) -> dict:
-    """A run spec as the config would resolve it: the schema's training defaults plus `train`."""
-    family, args = catalog.resolve(model, model_args)
-    settings = {**train_defaults(), "warmup_epochs": 0, **train}
-    return {
-        "experiment": f"check-{model}",
-        "dataset": "synthetic",
-        "seed": 0,
-        "model": model,
-        "family": family,
-        "model_args": args,
-        "train": settings,
-        "data": {"image_size": image_size},
-        "resources": {},
-    }
+def spec_for(model: str, model_args: dict, *, image_size: int, **train) -> RunSpec:
+    """A run spec as a study resolves it: the schema's training defaults plus `train`."""
+    return spec_of(model, model_args, data={"image_size": image_size}, **train)
 
 
 def random_prepared(sizes: tuple[int, int, int], image_size: int, classes: int) -> Prepared:
@@ -198,10 +189,9 @@ def determinism(ctx) -> dict:
         models.append(("vit", {"patch_size": 4, "dim": 32, "depth": 1, "heads": 2}))
     rows = []
     for model, args in models:
-        spec = spec_for(model, args, image_size=size, epochs=2, batch_size=128,
-                        augment="random" if model == "resnet18" else "standard",
-                        device=ctx.device.type)
-        spec["data"] = options
+        spec = spec_of(model, args, data=options, epochs=2, batch_size=128,
+                       augment="random" if model == "resnet18" else "standard",
+                       device=ctx.device.type)
         runs = {}
         for name in ("a", "b"):
             runs[name] = train(spec, data_path, root / f"{model}-{name}", **ctx.quiet(spec))
@@ -215,7 +205,9 @@ def determinism(ctx) -> dict:
         except Preempted:
             stopped = True
         runs["resumed"] = train(spec, data_path, resumed_dir, **ctx.quiet(spec))
-        fast = {**spec, "train": {**spec["train"], "deterministic": False}}
+        fast = spec.with_settings(
+            replace(spec.settings, train={**spec.train, "deterministic": False})
+        )
         for name in ("fast1", "fast2"):
             runs[name] = train(fast, data_path, root / f"{model}-{name}", **ctx.quiet(spec))
 
@@ -286,16 +278,17 @@ class BareLoop:
     """Training written for speed alone over the same GPU-resident tensors: a gather, the input
     arithmetic, forward and backward under bf16 autocast, a fused optimizer; nothing else."""
 
-    def __init__(self, spec: dict, parts, device: torch.device, compile: bool):
+    def __init__(self, spec: RunSpec, parts, device: torch.device, compile: bool):
         torch.manual_seed(0)
         ds = parts.data
-        self.model = create(spec["family"], num_classes=10, image_size=32, in_chans=3,
-                            **spec["model_args"]).to(device, memory_format=torch.channels_last)
+        self.model = create(spec.settings.family, num_classes=10, image_size=32, in_chans=3,
+                            **spec.settings.model_args).to(device,
+                                                           memory_format=torch.channels_last)
         self.net = torch.compile(self.model) if compile else self.model
-        self.opt = build_optimizer(self.model, spec["train"], fused=device.type == "cuda")
+        self.opt = build_optimizer(self.model, spec.train, fused=device.type == "cuda")
         self.x, self.y = ds.x["train"], ds.y["train"]
         self.mean, self.std = ds.mean, ds.std
-        self.batch, self.device = spec["train"]["batch_size"], device
+        self.batch, self.device = spec.train["batch_size"], device
         self.order = torch.randperm(len(self.y), device=device)
         self.i = 0
 
@@ -474,10 +467,10 @@ class Check:
         self.start = time.perf_counter()
         self.results: dict = {}
 
-    def quiet(self, spec: dict) -> dict:
+    def quiet(self, spec: RunSpec) -> dict:
         """train()'s keywords for a run whose epochs the check need not print."""
         return {"threads": self.threads,
-                "progress": Progress(spec["train"]["epochs"], stream=open(os.devnull, "w"))}
+                "progress": Progress(spec.train["epochs"], stream=open(os.devnull, "w"))}
 
     def out_of_time(self, reserve: float = 0.0) -> bool:
         return time.perf_counter() - self.start + reserve > self.budget

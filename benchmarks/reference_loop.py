@@ -68,19 +68,19 @@ class ReferenceLoop:
     """
 
     def __init__(
-        self, spec: dict, ds, device: torch.device, num_workers: int = 2, amp: bool = False
+        self, spec, ds, device: torch.device, num_workers: int = 2, amp: bool = False
     ):
         """`amp`: bf16 autocast and pinned host memory (the write-ups ran fp32 from pageable
         memory: `amp` compares like with like on a GPU, where imgzoo runs bf16)."""
-        cfg = spec["train"]
-        torch.manual_seed(spec["seed"])
+        cfg = spec.train
+        torch.manual_seed(spec.id.seed)
         self.device = device
         self.net = create(
-            spec["family"],
+            spec.settings.family,
             num_classes=ds.num_classes,
             image_size=ds.image_size,
             in_chans=ds.channels,
-            **spec["model_args"],
+            **spec.settings.model_args,
         ).to(device)
         raw = getattr(self.net, "input_normalization", "dataset") == "raw"
         transform = train_transform(ds.image_size, cfg["augment"], ds.mean, ds.std, not raw)

@@ -47,19 +47,20 @@ def make_study(root: Path, runs: int) -> None:
     epochs["epoch"] = np.arange(1, 11)
     for i, run in enumerate(study.runs):
         run_dir = root / study.run_dir(run)
-        spec = study.run_spec(run.dataset, run.experiment, run.seed)
+        spec = study.spec(run).to_dict()
         if i % 4 == 0:  # finished
-            attrs = {"experiment": run.experiment, "model": "mlp", "family": "mlp",
-                     "dataset": run.dataset, "seed": run.seed, "config": json.dumps(spec),
-                     "num_params": 1000, "status": "completed", "epochs_planned": 10,
-                     "epochs_completed": 10, "start_time": "", "end_time": ""}
+            attrs = runlog.run_attrs(spec, num_params=1000, status="completed",
+                                     epochs_completed=10, best_epoch=10, started=runlog.now(),
+                                     ended=runlog.now())
             runlog.write(run_dir / "metrics.h5", runlog.RunLog(attrs, epochs))
             history = {k: list(v) for k, v in epochs.items()}
-            live.write_progress(run_dir, spec, history, num_params=1000, status="completed")
+            live.write_progress(run_dir, spec, history, attrs=attrs)
         elif i % 4 == 1:  # running or stopped: three epochs so far
             run_dir.mkdir(parents=True, exist_ok=True)
             history = {k: list(v[:3]) for k, v in epochs.items()}
-            live.write_progress(run_dir, spec, history, num_params=1000)
+            attrs = runlog.run_attrs(spec, num_params=1000, status="running",
+                                     epochs_completed=3, best_epoch=3, started=runlog.now())
+            live.write_progress(run_dir, spec, history, attrs=attrs)
 
 
 def main() -> None:

@@ -35,11 +35,12 @@ DATASETS = {
 EVAL_BATCH = 1000  # eval_batch_size "auto" on CUDA
 
 
-def _shape(spec: dict) -> str:
-    size, channels, classes, _, _ = DATASETS[spec["dataset"]]
-    model = spec.get("model_name", spec["model"])  # the configured preset or family
-    batch = spec["train"]["batch_size"]
-    return json.dumps([model, spec["model_args"], size, channels, classes, batch], sort_keys=True)
+def _shape(spec, study) -> str:
+    size, channels, classes, _, _ = DATASETS[spec.id.dataset]
+    model = study.experiments[spec.id.experiment]["model"]  # the configured preset or family
+    batch = spec.train["batch_size"]
+    args = spec.settings.model_args
+    return json.dumps([model, args, size, channels, classes, batch], sort_keys=True)
 
 
 def _specs(paths):
@@ -47,14 +48,14 @@ def _specs(paths):
 
     study = load_study(paths)
     for run in study.runs:
-        yield run, study.run_spec(run.dataset, run.experiment, run.seed), study
+        yield run, study.spec(run), study
 
 
 def shapes(args) -> None:
-    found = sorted({_shape(spec) for _, spec, _ in _specs(args.config)})
+    found = sorted({_shape(spec, study) for _, spec, study in _specs(args.config)})
     augment = sorted(
         {
-            (spec["train"]["augment"], DATASETS[run.dataset][0])
+            (spec.train["augment"], DATASETS[run.dataset][0])
             for run, spec, _ in _specs(args.config)
         }
     )
@@ -154,17 +155,17 @@ def estimate(args) -> None:
     for run, spec, study in _specs(args.config):
         if run in study.same_as:
             continue  # repeats another run's settings: trained once
-        got = speed["models"].get(_shape(spec), {})
+        got = speed["models"].get(_shape(spec, study), {})
         if "train_images_per_s" not in got:
-            missing.add(_shape(spec))
+            missing.add(_shape(spec, study))
             continue
         size, _, _, train_images, test_images = DATASETS[run.dataset]
         options = study.data_options(run.dataset)
         val = options.get("val_size") or round(options.get("val_fraction", 0.1) * train_images)
-        augment_rate = speed["augment"].get(f"{spec['train']['augment']}@{size}")
+        augment_rate = speed["augment"].get(f"{spec.train['augment']}@{size}")
         per_image = 1 / got["train_images_per_s"] + (1 / augment_rate if augment_rate else 0)
-        evaluated = val + test_images + spec["train"]["train_subset_size"]
-        seconds = spec["train"]["epochs"] * (
+        evaluated = val + test_images + spec.train["train_subset_size"]
+        seconds = spec.train["epochs"] * (
             (train_images - val) * per_image + evaluated / got["eval_images_per_s"]
         )
         group = run.experiment.split("@")[0] + (" (sweep points)" if "@" in run.experiment else "")

@@ -47,9 +47,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+from specs import spec_of  # beside this script
 
 from imgzoo.atomic import atomic_output, atomic_write_text
 from imgzoo.errors import ConfigError, ImgzooError
+from imgzoo.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 # The targets: a YAML block in the performance page, so that they have one home.
@@ -250,35 +252,19 @@ def resolve_model(name: str, model_args: dict | None = None) -> tuple[str, dict]
     raise unknown_name("model", name, [*BENCH_MODELS, *catalog.known_models()])
 
 
-def _spec(name: str, model_args: dict, settings: dict) -> dict:
+def _spec(name: str, model_args: dict, settings: dict) -> RunSpec:
     """The run spec a real run of this model would get (config defaults + the bench's keys)."""
-    from imgzoo.config import train_defaults
-    from imgzoo.models import catalog
-
-    model, args = resolve_model(name, model_args)
-    family, args = catalog.resolve(model, args)
-    train = train_defaults()
-    train.update(
-        epochs=1,
-        batch_size=settings["batch_size"],
-        augment=settings["augment"],
-        device=settings["device"],
-        compile=settings["compile"],
-        warmup_epochs=0,
-    )
+    family, args = resolve_model(name, model_args)
+    train = {
+        "epochs": 1,
+        "batch_size": settings["batch_size"],
+        "augment": settings["augment"],
+        "device": settings["device"],
+        "compile": settings["compile"],
+    }
     if settings["eval_batch_size"]:
         train["eval_batch_size"] = settings["eval_batch_size"]
-    return {
-        "experiment": f"bench-{name}",
-        "dataset": "synthetic",
-        "seed": 0,
-        "model": model,
-        "family": family,
-        "model_args": args,
-        "train": train,
-        "data": settings["data"],
-        "resources": {},
-    }
+    return spec_of(family, args, data=settings["data"], **train)
 
 
 # ---- one model --------------------------------------------------------------------------------
@@ -327,7 +313,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
     from imgzoo.training.evaluate import evaluate
 
     spec = _spec(name, model_args, settings)
-    device = select_device(spec["train"]["device"])
+    device = select_device(spec.train["device"])
     cuda = device.type == "cuda"
     sync = lambda: synchronize(device)  # noqa: E731
     quiet = Progress(1, stream=io.StringIO())
@@ -351,7 +337,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         parts = build_parts(spec, prepared, device)
         epochs = itertools.count(1)  # every short epoch draws its own (seed, epoch) batches
         train_data, step, network = parts.data, parts.step, parts.network
-        bs = spec["train"]["batch_size"]
+        bs = spec.train["batch_size"]
         n_train = train_data.size("train")
         if n_train < bs:
             raise ConfigError(
@@ -360,8 +346,8 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
             )
         row.update(
             model=name,
-            family=spec["family"],
-            model_args=json.dumps(spec["model_args"], sort_keys=True),
+            family=spec.settings.family,
+            model_args=json.dumps(spec.settings.model_args, sort_keys=True),
             params=network.num_params,
             device=str(device),
             image_size=prepared.image_size,
@@ -457,7 +443,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
     n_eval, eval_batch = train_data.size("test"), parts.eval_batch_size
     with phase("imgzoo"):
         evaluate(network.model, train_data, "train_subset", eval_batch)  # warm-up
-        if spec["train"]["compile"]:  # a new batch size: compiled again, not to be timed
+        if spec.train["compile"]:  # a new batch size: compiled again, not to be timed
             evaluate(network.model, train_data, "test", eval_batch)
         while len(evals) < 3 and (not evals or sum(evals) < settings["budget_s"] / 2):
             sync()

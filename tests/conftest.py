@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -11,15 +12,27 @@ NODE_UP = {"idle", "mixed", "allocated", "completing"}
 
 def pytest_collection_modifyitems(config, items):
     """Tests marked `cuda` need a GPU: skipped where torch sees none (benchmarks/gpu_check.py
-    runs them on a GPU machine with `-m cuda`)."""
+    runs them on a GPU machine with `-m cuda`). Torch is imported only where such tests are."""
+    cuda_tests = [item for item in items if "cuda" in item.keywords]
+    if not cuda_tests:
+        return
     import torch
 
     if torch.cuda.is_available():
         return
     skip = pytest.mark.skip(reason="needs a CUDA device")
-    for item in items:
-        if "cuda" in item.keywords:
-            item.add_marker(skip)
+    for item in cuda_tests:
+        item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def digits_h5(tmp_path_factory) -> Path:
+    """scikit-learn's digits, prepared once for the whole session (read-only: copy to change)."""
+    from imgzoo import data
+
+    path = tmp_path_factory.mktemp("digits") / "digits.h5"
+    data.prepare("digits", {}, path)
+    return path
 
 
 @pytest.fixture(scope="session")

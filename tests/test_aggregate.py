@@ -34,13 +34,22 @@ def make_log(
 ):
     """Write a run log whose val/test accuracy series are `val`/`test`; the rest is derived.
 
-    epoch_time is 1, 2, 3, ... and images_per_s 100, 200, ..., so their sum/mean are known;
-    train_subset_acc ends at the last val accuracy + 0.1.
+    train_time is 1, 2, 3, ... (epoch_time one second more) and images_per_s 100, 200, ..., so
+    their sum/mean are known; train_subset_acc ends at the last val accuracy + 0.1. A `sweep`
+    point is recorded in LABELS, as a study would label the experiment.
     """
     n = len(val)
-    config = {"train": {"epochs": planned or n, "batch_size": 32}}
+    spec = {
+        "study": "test",
+        "experiment": experiment,
+        "dataset": dataset,
+        "seed": seed,
+        "settings": {"family": "resnet18", "model_args": {}, "data": {},
+                     "train": {"epochs": planned or n, "batch_size": 32}},
+        "resources": {},
+    }
     if sweep:
-        config["sweep"] = sweep
+        LABELS[experiment] = {"model": "resnet", "sweep": sweep}
     epochs = {
         "epoch": np.arange(1, n + 1),
         "train_loss": np.linspace(2.0, 1.0, n),
@@ -51,28 +60,24 @@ def make_log(
         "test_acc": np.asarray(test, dtype=float),
         "train_subset_acc": np.asarray(val) + 0.1,
         "lr": np.full(n, 1e-3),
-        "epoch_time": np.arange(1.0, n + 1),
+        "train_time": np.arange(1.0, n + 1),
+        "epoch_time": np.arange(2.0, n + 2),
         "images_per_s": 100.0 * np.arange(1, n + 1),
     }
     if nan_last_loss and n:
         epochs["train_loss"][-1] = np.nan
         epochs["val_loss"][-1] = np.inf
-    attrs = {
-        "experiment": experiment,
-        "model": "resnet",
-        "dataset": dataset,
-        "seed": seed,
-        "config": json.dumps(config),
-        "num_params": 1234,
-        "status": status,
-        "diverged_epoch": n + 1 if status == "diverged" else -1,
-        "epochs_planned": planned or n,
-        "epochs_completed": n,
-        "start_time": "2024-01-01T00:00:00",
-        "end_time": "2024-01-01T00:01:00",
-        "host": "test",
-        "device": "cpu",
-    }
+    attrs = runlog.run_attrs(
+        spec,
+        num_params=1234,
+        status=status,
+        epochs_completed=n,
+        best_epoch=-1,
+        started="2024-01-01T00:00:00",
+        ended="2024-01-01T00:01:00",
+        diverged_epoch=n + 1 if status == "diverged" else -1,
+        wall_time_s=60.0,
+    )
     path = root / dataset / experiment / f"seed{seed}" / "metrics.h5"
     log = runlog.RunLog(
         attrs,
@@ -86,6 +91,9 @@ def make_log(
 
 
 LRS = (0.1, 0.01, 0.001)
+# How the hand-made study labels its experiments (as `imgzoo.config.Study.labels_of` would):
+# make_log adds every sweep point.
+LABELS: dict = {}
 
 
 def sweep_point(lr):
@@ -140,7 +148,7 @@ ORDER += ["beta0", "beta1", "beta2"]
 @pytest.fixture(scope="module")
 def table_dir(logs, tmp_path_factory):
     out = tmp_path_factory.mktemp("tables")
-    tables.write_tables([logs[k] for k in ORDER], out)
+    tables.write_tables([logs[k] for k in ORDER], out, labels=LABELS)
     return out
 
 
@@ -156,13 +164,14 @@ def test_runs_table_selects_epoch_on_val_not_test(table_dir):
     assert alpha.loc[0, "train_subset_acc"] == pytest.approx(0.7, abs=1e-12)
     assert alpha.loc[0, "train_time_s"] == pytest.approx(10.0)
     assert alpha.loc[0, "images_per_s"] == pytest.approx(250.0)
-    assert alpha.loc[0, "epochs"] == 4 and alpha.loc[0, "params"] == 1234
+    assert alpha.loc[0, "wall_time_s"] == pytest.approx(60.0)
+    assert alpha.loc[0, "epochs_completed"] == 4 and alpha.loc[0, "params"] == 1234
     assert alpha.loc[0, "status"] == "completed" and alpha.loc[0, "diverged_epoch"] == ""
     assert alpha.loc[1, "best_epoch"] == 3
     assert alpha.loc[1, "test_acc_at_best_val"] == pytest.approx(0.72, abs=1e-12)
     diverged = runs[(runs.experiment == "beta") & (runs.seed == 2)].iloc[0]
     assert diverged.status == "diverged" and int(diverged.diverged_epoch) == 3
-    assert int(diverged.epochs) == 2
+    assert int(diverged.epochs_completed) == 2
 
 
 def test_rows_sorted_by_dataset_then_config_order_with_sweeps_grouped(table_dir):
@@ -178,13 +187,13 @@ def test_summary_mean_std_excludes_diverged(table_dir):
     summary = pd.read_csv(table_dir / "summary.csv")
     row = summary.set_index(["dataset", "experiment"])
     alpha = row.loc[("digits", "alpha")]
-    assert alpha.n_seeds == 2 and alpha.n_diverged == 0 and alpha.epochs == 4
+    assert alpha.n_seeds == 2 and alpha.n_diverged == 0 and alpha.epochs_planned == 4
     assert alpha.test_acc_at_best_val_mean == pytest.approx(0.67, abs=1e-12)
     assert alpha.test_acc_at_best_val_std == pytest.approx(0.1 / math.sqrt(2), abs=1e-12)
     assert alpha.final_test_acc_mean == pytest.approx(0.78, abs=1e-12)
     assert alpha.final_test_acc_std == pytest.approx(0.24 / math.sqrt(2), abs=1e-12)
     beta = row.loc[("digits", "beta")]
-    assert beta.n_seeds == 3 and beta.n_diverged == 1 and beta.epochs == 3
+    assert beta.n_seeds == 3 and beta.n_diverged == 1 and beta.epochs_planned == 3
     # only seeds 0 and 1: best val at epochs 3 and 2 -> test 0.45 and 0.3
     assert beta.test_acc_at_best_val_mean == pytest.approx(0.375, abs=1e-12)
     assert beta.best_val_acc_mean == pytest.approx(0.45, abs=1e-12)
@@ -244,7 +253,8 @@ def test_run_row_of_run_diverged_in_first_epoch(tmp_path):
     path = make_log(tmp_path, "x", 0, val=[], test=[], status="diverged")
     row = tables.run_row(runlog.read(path))
     assert row["best_epoch"] is None and row["diverged_epoch"] == 1
-    assert all(math.isnan(row[m]) for m in tables.METRICS)
+    assert all(math.isnan(row[m]) for m in tables.METRICS if m != "wall_time_s")
+    assert row["wall_time_s"] == 60.0  # the run took its time all the same
     tables.write_tables([path], tmp_path / "t")
     summary = pd.read_csv(tmp_path / "t" / "summary.csv")
     assert summary.n_diverged[0] == 1 and math.isnan(summary.test_acc_at_best_val_mean[0])
@@ -275,13 +285,13 @@ def test_curves_with_thirty_experiments(tmp_path):
 def test_sweep_png_and_axis_kinds(logs, tmp_path):
     out = tmp_path / "sweep.png"
     paths = [logs[k] for k in ORDER]
-    sweeps.write_sweep_plot(paths, "lr", out)
+    sweeps.write_sweep_plot(paths, "lr", out, labels=LABELS)
     image(out)
     assert sweeps._axis_kind([0.1, 0.01, 0.001]) == "log"
     assert sweeps._axis_kind([1, 2, 4]) == "linear"
     assert sweeps._axis_kind(["flip", "none"]) == "category"
     with pytest.raises(ConfigError, match="no run of sweep 'nope'"):
-        sweeps.write_sweep_plot(paths, "nope", out)
+        sweeps.write_sweep_plot(paths, "nope", out, labels=LABELS)
 
 
 def test_categorical_sweep_with_a_lost_point(tmp_path):
@@ -302,12 +312,14 @@ def test_categorical_sweep_with_a_lost_point(tmp_path):
                 )
             )
     assert sweeps._axis_kind(["none", "flip", '["flip", "crop"]']) == "category"
-    sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", metric="best_val_acc")
+    sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", metric="best_val_acc",
+                            labels=LABELS)
     image(tmp_path / "aug.png")
     with pytest.raises(ConfigError, match="does not sweep 'lr'"):
-        sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", x="lr")
+        sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", x="lr", labels=LABELS)
     with pytest.raises(ConfigError, match="unknown sweep metric"):
-        sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", metric="test_acc")
+        sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", metric="test_acc",
+                            labels=LABELS)
 
 
 def test_weight_grid_is_8x8_in_row_major_order(logs, tmp_path):
@@ -365,7 +377,7 @@ def test_weight_grid_without_first_layer_names_the_file(logs, tmp_path):
 AGGREGATIONS = {
     "tables": lambda paths, out: tables.write_tables(paths, out / "tables"),
     "curves": lambda paths, out: curves.write_curves(paths, out / "c.png"),
-    "sweep": lambda paths, out: sweeps.write_sweep_plot(paths, "lr", out / "s.png"),
+    "sweep": lambda paths, out: sweeps.write_sweep_plot(paths, "lr", out / "s.png", labels=LABELS),
     "weights": lambda paths, out: weights.write_weight_grid(paths[-1], out / "w.png"),
 }
 
@@ -400,7 +412,7 @@ reproduction.write_reproduction(paths, published, {str(tmp_path)!r})
 headline.write_headline(paths, published, {str(tmp_path)!r})
 comparisons.write_comparisons(paths, [["alpha", "beta"]], {str(tmp_path)!r})
 curves.write_curves(paths, {str(tmp_path / "c.png")!r})
-sweeps.write_sweep_plot(paths, "lr", {str(tmp_path / "s.png")!r})
+sweeps.write_sweep_plot(paths, "lr", {str(tmp_path / "s.png")!r}, labels={LABELS!r})
 weights.write_weight_grid({str(logs["weights"])!r}, {str(tmp_path / "w.png")!r})
 bad = [m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith(
     ("imgzoo.models", "imgzoo.train"))]

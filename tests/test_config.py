@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from imgzoo.cli import main
-from imgzoo.config import Study, apply_overrides, load_study, load_yaml
+from imgzoo.config import Run, Study, apply_overrides, load_study, load_yaml
 from imgzoo.errors import ConfigError
 
 BASE = {
@@ -24,12 +24,12 @@ def test_default_config_resolves():
     study = load_study(["config/config.yaml"])
     assert sorted(study.experiments) == ["mixer", "mlp", "resnet18"]
     assert len(study.runs) == 3 * 2 * 2
-    spec = study.run_spec("digits", "mixer", 1)
-    assert spec["model_args"]["patch_size"] == 2  # per_dataset override
-    assert study.run_spec("synthetic", "mixer", 1)["model_args"]["patch_size"] == 4
-    assert spec["train"]["epochs"] == 10 and spec["train"]["label_smoothing"] == 0.0
-    assert spec["data"] == {}
-    assert study.run_spec("synthetic", "mlp", 0)["data"]["image_size"] == 16
+    settings = study.spec(Run("digits", "mixer", 1)).settings
+    assert settings.model_args["patch_size"] == 2  # per_dataset override
+    assert study.spec(Run("synthetic", "mixer", 1)).settings.model_args["patch_size"] == 4
+    assert settings.train["epochs"] == 10 and settings.train["label_smoothing"] == 0.0
+    assert settings.data == {}
+    assert study.spec(Run("synthetic", "mlp", 0)).settings.data["image_size"] == 16
 
 
 def test_a_study_file_is_the_whole_study_and_names_its_folder(tmp_path, monkeypatch):
@@ -42,7 +42,7 @@ def test_a_study_file_is_the_whole_study_and_names_its_folder(tmp_path, monkeypa
     other = load_study(["other.yaml"])
     assert list(other.experiments) == ["mix"] and other.config["datasets"] == ["synthetic"]
     assert other.name == "other" and other.layout.root == "results/other"
-    assert other.config["slurm"]["log_dir"] == "results/other/logs/slurm"
+    assert other.slurm_log_dir == "results/other/logs/slurm"
     assert load_study().name == "default"  # no file given: the default study
     assert load_study(["config/config.yaml"]).layout.run_log("digits", "mlp", 0) == (
         "results/default/runs/digits/mlp/seed0/metrics.h5"
@@ -79,6 +79,9 @@ def test_runs_with_equal_settings_are_trained_once():
     assert study.repeats_of(sweep_runs)[0] == {
         "log": study.layout.run_log("digits", "mlp", 0),
         "experiment": "mlp@lr=0.001",
+    }
+    assert study.labels_of(sweep_runs)["mlp@lr=0.001"] == {
+        "model": "mlp",
         "sweep": {"name": "s", "base": "mlp", "values": {"lr": 0.001}},
     }
     # another seed, another dataset or another SLURM resource: only the seed and dataset count
@@ -88,11 +91,12 @@ def test_runs_with_equal_settings_are_trained_once():
 
 def test_defaults_and_experiment_overrides():
     study = Study(with_changes())
-    assert study.config["slurm"] == {"max_requeues": 3, "log_dir": "results/default/logs/slurm"}
-    res = study.run_spec("digits", "res", 0)
-    assert res["train"]["lr"] == 0.01 and res["train"]["optimizer"] == "adamw"
-    assert study.run_spec("digits", "mlp", 0)["train"]["lr"] == 0.001
-    assert res["resources"]["gpus"] == 1
+    assert study.config["slurm"] == {"max_requeues": 3, "log_dir": None}
+    assert study.slurm_log_dir == "results/default/logs/slurm"
+    res = study.spec(Run("digits", "res", 0))
+    assert res.train["lr"] == 0.01 and res.train["optimizer"] == "adamw"
+    assert study.spec(Run("digits", "mlp", 0)).train["lr"] == 0.001
+    assert res.resources["gpus"] == 1
 
 
 def test_sweep_expands_into_named_experiments():
@@ -107,9 +111,11 @@ def test_sweep_expands_into_named_experiments():
         "mlp@lr=0.01,dropout=0.0",
         "mlp@lr=0.01,dropout=0.5",
     ]
-    spec = study.run_spec("digits", "mlp@lr=0.01,dropout=0.5", 0)
-    assert spec["train"]["lr"] == 0.01 and spec["model_args"]["dropout"] == 0.5
-    assert spec["sweep"] == {"name": "lr", "base": "mlp", "values": {"lr": 0.01, "dropout": 0.5}}
+    spec = study.spec(Run("digits", "mlp@lr=0.01,dropout=0.5", 0))
+    assert spec.train["lr"] == 0.01 and spec.settings.model_args["dropout"] == 0.5
+    assert study.experiments["mlp@lr=0.01,dropout=0.5"]["sweep"] == {
+        "name": "lr", "base": "mlp", "values": {"lr": 0.01, "dropout": 0.5}
+    }
 
 
 def test_sweep_points_for_ablations_that_are_not_a_grid():
@@ -123,10 +129,10 @@ def test_sweep_points_for_ablations_that_are_not_a_grid():
 
 
 def test_overrides():
-    spec = Study(with_changes()).run_spec("digits", "mlp", 0)
+    spec = Study(with_changes()).spec(Run("digits", "mlp", 0))
     spec = apply_overrides(spec, ["lr=0.5", "epochs=2", "model_args.hidden=[8]"])
-    assert spec["train"]["lr"] == 0.5 and spec["train"]["epochs"] == 2
-    assert spec["model_args"]["hidden"] == [8]
+    assert spec.train["lr"] == 0.5 and spec.train["epochs"] == 2
+    assert spec.settings.model_args["hidden"] == [8]
     with pytest.raises(ConfigError, match="'lrr'.*lr"):
         apply_overrides(spec, ["lrr=1"])
     with pytest.raises(ConfigError, match="epochs"):
@@ -135,7 +141,7 @@ def test_overrides():
 
 def test_schema_knows_every_augmentation_preset():
     from imgzoo import augment
-    from imgzoo.config import schema
+    from imgzoo.schema import schema
 
     assert set(schema()["$defs"]["train"]["properties"]["augment"]["enum"]) == set(augment.PRESETS)
 
@@ -232,13 +238,13 @@ def test_compare_pairs_and_baseline():
         compare={"baseline": "mlp", "pairs": [["res", "mix"], ["mix@lr=0.1", "mlp"]]},
     )
     # pairs first, then every other experiment against the baseline; each pair once
-    assert Study(config).comparisons() == [
+    assert Study(config).comparisons == [
         ("res", "mix"),
         ("mix@lr=0.1", "mlp"),
         ("res", "mlp"),
         ("mix", "mlp"),
     ]
-    assert Study(with_changes()).comparisons() == []
+    assert Study(with_changes()).comparisons == []
     with pytest.raises(ConfigError, match=r"compare.pairs.0': 'mlp' and 'syn' share no dataset"):
         Study({**config, "compare": {"pairs": [["mlp", "syn"]]}})
     with pytest.raises(ConfigError, match="compares 'res' with itself"):

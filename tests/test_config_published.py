@@ -4,7 +4,7 @@ import copy
 
 import pytest
 
-from imgzoo.config import Study
+from imgzoo.config import Run, Study
 from imgzoo.errors import ConfigError
 
 ENTRY = {"value": 77.1, "measures": "best_test", "source": "write-up README, Swin table"}
@@ -87,9 +87,9 @@ def test_published_numbers_never_enter_a_run_spec():
     base = study()
     changed = study(experiments__mlp__published={"digits": {**ENTRY, "value": 12.0}})
     for run in base.runs:
-        spec = base.run_spec(run.dataset, run.experiment, run.seed)
+        spec = base.spec(Run(run.dataset, run.experiment, run.seed))
         assert "published" not in str(spec)
-        assert spec == changed.run_spec(run.dataset, run.experiment, run.seed)
+        assert spec == changed.spec(Run(run.dataset, run.experiment, run.seed))
 
 
 def test_sweep_points_do_not_inherit_the_base_numbers():
@@ -102,8 +102,8 @@ def test_a_point_may_run_on_some_of_the_base_datasets():
     s = study()
     assert s.datasets_of("mlp@dropout=0.0") == ["synthetic"]
     assert s.datasets_of("mlp@dropout=0.5") == ["digits", "synthetic"]
-    spec = s.run_spec("synthetic", "mlp@dropout=0.0", 1)
-    assert spec["sweep"]["values"] == {"dropout": 0.0}  # where it runs is no swept value
+    (label,) = s.labels_of([Run("synthetic", "mlp@dropout=0.0", 1)]).values()
+    assert label["sweep"]["values"] == {"dropout": 0.0}  # where it runs is no swept value
     with pytest.raises(ConfigError, match=r"sweeps\.x\.points\.0\.datasets.*'tiny'.*'synthetic'"):
         study(sweeps__x={"base": "tiny", "points": [{"hidden": [4], "datasets": ["synthetic"]}]})
     with pytest.raises(ConfigError, match=r"sweeps\.x.*no point runs on dataset 'digits'"):
@@ -114,14 +114,14 @@ def test_a_point_may_run_on_some_of_the_base_datasets():
 
 def test_a_swept_value_wins_over_the_base_per_dataset_value():
     s = study()
-    assert s.run_spec("synthetic", "mlp", 0)["train"]["lr"] == 3.0e-3
+    assert s.spec(Run("synthetic", "mlp", 0)).train["lr"] == 3.0e-3
     for lr in (0.1, 0.01):
-        assert s.run_spec("synthetic", f"mlp@lr={lr}", 0)["train"]["lr"] == lr
-        assert s.run_spec("digits", f"mlp@lr={lr}", 0)["train"]["lr"] == lr
+        assert s.spec(Run("synthetic", f"mlp@lr={lr}", 0)).train["lr"] == lr
+        assert s.spec(Run("digits", f"mlp@lr={lr}", 0)).train["lr"] == lr
     # the base's other per-dataset settings stay
-    assert s.run_spec("synthetic", "mlp@lr=0.1", 0)["model_args"]["dropout"] == 0.1
-    assert s.run_spec("synthetic", "mlp@dropout=0.5", 0)["model_args"]["dropout"] == 0.5
-    assert s.run_spec("synthetic", "mlp@dropout=0.5", 0)["train"]["lr"] == 3.0e-3
+    assert s.spec(Run("synthetic", "mlp@lr=0.1", 0)).settings.model_args["dropout"] == 0.1
+    assert s.spec(Run("synthetic", "mlp@dropout=0.5", 0)).settings.model_args["dropout"] == 0.5
+    assert s.spec(Run("synthetic", "mlp@dropout=0.5", 0)).train["lr"] == 3.0e-3
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,8 @@ ARRAYS = ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
 
 
 @pytest.fixture(scope="module")
-def digits(tmp_path_factory):
-    path = tmp_path_factory.mktemp("digits") / "digits.h5"
-    data.prepare("digits", {}, path)
-    return data.load(path)
+def digits(digits_h5):
+    return data.load(digits_h5)
 
 
 def prepared(tmp_path, name, options, filename="out.h5"):

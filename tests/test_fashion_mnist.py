@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgzoo import data
-from imgzoo.config import load_study
+from imgzoo.config import Run, load_study
 from imgzoo.progress import Progress
 from imgzoo.train import train
 
@@ -23,9 +23,9 @@ def test_mlp_on_fashion_mnist_reaches_the_published_baseline(tmp_path):
             pytest.fail(message)
         pytest.skip(message)
     study = load_study(["config/studies/fashion-mnist.yaml"])
-    spec = study.run_spec("fashion_mnist", "mlp", 0)
+    spec = study.spec(Run("fashion_mnist", "mlp", 0))
     data_path = tmp_path / "fashion_mnist.h5"
-    data.prepare("fashion_mnist", spec["data"], data_path)
+    data.prepare("fashion_mnist", spec.settings.data, data_path)
     prepared = data.load(data_path)
     assert len(prepared.test_y) == 10_000
     assert len(prepared.train_y) + len(prepared.val_y) == 60_000
@@ -34,7 +34,7 @@ def test_mlp_on_fashion_mnist_reaches_the_published_baseline(tmp_path):
         data_path,
         tmp_path / "run",
         threads=2,
-        progress=Progress(spec["train"]["epochs"], stream=io.StringIO()),
+        progress=Progress(spec.train["epochs"], stream=io.StringIO()),
     )
     best = int(log.epochs["val_acc"].argmax())
     assert log.epochs["test_acc"][best] >= 0.88, log.epochs["test_acc"]

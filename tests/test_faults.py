@@ -1,12 +1,14 @@
 """Bad input and broken files: one line on stderr naming the culprit, the right exit code, and no
 output left behind that Snakemake would take as complete."""
 
+import shutil
+
 import h5py
 import numpy as np
 import pytest
 import yaml
 
-from imgzoo import data, runlog
+from imgzoo import runlog
 from imgzoo.cli import main
 from imgzoo.paths import CHECKPOINT
 
@@ -19,11 +21,11 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, digits_h5):
     """A config, a prepared dataset and one complete run log to break in different ways."""
     root = tmp_path_factory.mktemp("faults")
     (root / "config.yaml").write_text(yaml.safe_dump(CONFIG))
-    data.prepare("digits", {}, root / "digits.h5")
+    shutil.copy(digits_h5, root / "digits.h5")
     run = root / "run"
     assert main(train_args(root, root / "digits.h5", run)) == 0
     return root
@@ -230,9 +232,9 @@ CASES = [
         "cifar-10-python.tar.gz",
     ),
     (
-        "malformed spec JSON",
+        "malformed settings JSON",
         lambda r, t: (
-            train_args(r, r / "digits.h5", t / "o", "--spec", "{not json"),
+            train_args(r, r / "digits.h5", t / "o", "--settings", "{not json"),
             t / "o/metrics.h5",
         ),
         2,

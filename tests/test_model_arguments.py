@@ -5,16 +5,17 @@ import inspect
 
 import pytest
 import yaml
+from helpers import default_model_args
 
 from imgzoo.cli import main
 from imgzoo.config import Study
 from imgzoo.errors import ConfigError
-from imgzoo.models import _builder, arguments, catalog, create, default_args
+from imgzoo.models import arguments, builder, catalog, create
 
 
 @pytest.mark.parametrize("family", sorted(catalog.FAMILIES))
 def test_the_description_names_exactly_the_builders_arguments(family):
-    params = inspect.signature(_builder(family)).parameters
+    params = inspect.signature(builder(family)).parameters
     own = [n for n in params if n not in ("num_classes", "image_size", "in_chans")]
     assert sorted(own) == sorted(arguments.ARGUMENTS[family])
 
@@ -22,7 +23,7 @@ def test_the_description_names_exactly_the_builders_arguments(family):
 @pytest.mark.parametrize("name", catalog.known_models())
 def test_every_default_and_preset_passes_the_check(name):
     family, _ = catalog.resolve(name)
-    arguments.check_model_args(family, default_args(name))
+    arguments.check_model_args(family, default_model_args(name))
 
 
 def test_the_mlp_knows_exactly_the_described_activations():

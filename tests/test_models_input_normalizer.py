@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import imgzoo.models as models
-from imgzoo.config import Study
+from imgzoo.config import Run, Study
 from imgzoo.errors import ConfigError
 from imgzoo.models import catalog
 from imgzoo.models.input_normalizer import RunningNormalizer
@@ -135,7 +135,7 @@ def test_bad_values_name_the_argument():
         "datasets": ["digits"],
         "experiments": {"a": {"model": "tnt", "model_args": {"normalizer": "none"}}},
     }
-    assert Study(ok).run_spec("digits", "a", 0)["model_args"] == {"normalizer": "none"}
+    assert Study(ok).spec(Run("digits", "a", 0)).settings.model_args == {"normalizer": "none"}
 
 
 def test_a_family_that_normalises_its_own_input_refuses_a_second_normaliser(tmp_path):

@@ -6,31 +6,29 @@ tests/test_slurm.py runs packs on the one-node cluster."""
 import copy
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
 import submitit
 
-from imgzoo import data, runlog
-from imgzoo.config import Study
+from imgzoo import runlog
+from imgzoo.config import Run, Study
 from imgzoo.errors import ConfigError
 from imgzoo.slurm_job import PackJob
-from imgzoo.slurm_status import Failed, JobState, RunWatch, Succeeded, read_result
-from imgzoo.slurm_submit import (
+from imgzoo.slurm_runs import (
     PACK_RUNS,
-    SubmittedRun,
     job_run_folders,
     pack_log_folder,
     pack_name,
-    pack_parameters,
     run_files,
     run_log_folder,
-    submitit_parameters,
-    training_run,
 )
+from imgzoo.slurm_status import Failed, JobState, RunWatch, Succeeded, read_result
+from imgzoo.slurm_submit import SubmittedRun, job_parameters, pack_parameters, training_run
 from imgzoo.train import train
 
-EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
+EXACT = [k for k in runlog.EPOCH_SERIES if k not in runlog.TIMING_SERIES]
 
 CONFIG = {
     "datasets": ["digits"],
@@ -62,13 +60,15 @@ def test_experiments_inherit_the_pack_and_override_it_key_by_key():
 
 
 def test_how_runs_share_a_job_is_no_part_of_a_run():
-    spec = Study(CONFIG).run_spec("digits", "alone", 0)
-    assert "pack" not in spec["resources"] and "gpu_mem_fraction" not in spec["resources"]
-    # so the spec (the train rule's params, the checkpoint's key) is the same packed or not
+    spec = Study(CONFIG).spec(Run("digits", "alone", 0))
+    assert spec.resources["pack"] == 1 and spec.resources["gpu_mem_fraction"] == 0.25
+    # the settings (the train rule's params, the checkpoint's key) are the same packed or not
     plain = copy.deepcopy(CONFIG)
     del plain["resources"]["pack"]
     plain["experiments"]["alone"]["resources"] = {}
-    assert Study(plain).run_spec("digits", "alone", 0) == spec
+    other = Study(plain).spec(Run("digits", "alone", 0))
+    assert other.resources != spec.resources
+    assert other.settings == spec.settings and other.key() == spec.key()
 
 
 @pytest.mark.parametrize(
@@ -87,9 +87,9 @@ def test_bad_packing_values_are_config_errors_naming_the_key(resources, key):
 
 def test_a_pack_asks_for_one_runs_gpus_and_time_and_for_all_their_cpus_and_memory():
     study = Study(CONFIG)
-    specs = [study.run_spec("digits", e, s) for e in ("mlp", "raises") for s in (0, 1)]
+    specs = [study.spec(Run("digits", e, s)) for e in ("mlp", "raises") for s in (0, 1)]
     params = pack_parameters(specs)
-    one = submitit_parameters(specs[0])
+    one = job_parameters(specs[0])
     assert params == {
         **one,
         "name": "imgzoo:digits:mlp:s0,1+digits:raises:s0,1",
@@ -98,8 +98,8 @@ def test_a_pack_asks_for_one_runs_gpus_and_time_and_for_all_their_cpus_and_memor
     }
     assert params["gpus_per_node"] == 1 and params["timeout_min"] == 10
     with pytest.raises(ValueError, match="same resources"):
-        pack_parameters([specs[0], study.run_spec("digits", "longer", 0)])
-    assert len(pack_name([{**specs[0], "seed": s} for s in range(200)])) == 200
+        pack_parameters([specs[0], study.spec(Run("digits", "longer", 0))])
+    assert len(pack_name([replace(specs[0].id, seed=s) for s in range(200)])) == 200
 
 
 def test_a_packs_files_sit_beside_the_runs_folders_and_each_run_keeps_its_own():
@@ -192,13 +192,6 @@ def test_a_packed_run_of_a_cancelled_job_fails_with_the_notice_in_its_jobs_log(t
 # ---- a pack run by submitit's local executor -------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits_h5(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "digits.h5"
-    data.prepare("digits", {}, path)
-    return path
-
-
 @pytest.mark.slow
 def test_a_pack_trains_each_run_in_its_own_process_and_one_that_raises_fails_alone(
     tmp_path, digits_h5
@@ -207,7 +200,7 @@ def test_a_pack_trains_each_run_in_its_own_process_and_one_that_raises_fails_alo
     members = [("mlp", 0), ("raises", 0), ("mlp", 1)]
     runs = [
         training_run(
-            study.run_spec("digits", e, s),
+            study.spec(Run("digits", e, s)),
             digits_h5,
             tmp_path / "runs" / f"{e}{s}",
             run_log_folder(tmp_path / "logs", "digits", e, s),
@@ -242,7 +235,7 @@ def test_a_pack_trains_each_run_in_its_own_process_and_one_that_raises_fails_alo
         assert RunWatch(submitted).judge(None, now=0) == Succeeded(results[run.name][1])
         # the numbers of the same run trained alone, in this process
         alone = train(
-            run.spec, digits_h5, tmp_path / "alone" / run.name.replace(":", "-"), threads=1
+            run.run_spec, digits_h5, tmp_path / "alone" / run.name.replace(":", "-"), threads=1
         )
         packed_log = runlog.read(f"{run.out_dir}/metrics.h5")
         for key in EXACT:

@@ -208,7 +208,7 @@ def test_headline_names_every_tied_best(tmp_path):
 
 
 def test_the_config_schema_knows_exactly_the_measures_the_table_knows():
-    from imgzoo.config import schema
+    from imgzoo.schema import schema
 
     def measures_enums(node):
         if isinstance(node, dict):

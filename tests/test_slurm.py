@@ -15,21 +15,21 @@ import sys
 import time
 from pathlib import Path
 
+import helpers
 import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import BIN, REPO, environment
 
-from imgzoo import data, runlog
-from imgzoo.config import Study
+from imgzoo import runlog
+from imgzoo.config import Run, Study
 from imgzoo.paths import Layout
-from imgzoo.slurm_submit import run_log_folder
+from imgzoo.slurm_runs import run_log_folder
 
-REPO = Path(__file__).resolve().parents[1]
 # On a GPU host the test cluster's fake GPUs hide a real one: the job then trains on it.
 CUDA = torch.cuda.is_available()
-BIN = Path(sys.executable).parent
-EXACT = [k for k in runlog.EPOCH_SERIES if k not in ("epoch_time", "images_per_s")]
+EXACT = [k for k in runlog.EPOCH_SERIES if k not in runlog.TIMING_SERIES]
 STATUS_INTERVAL = 1
 # Every test's study is its folder's config.yaml: its files go to results/config/.
 LAYOUT = Layout("config")
@@ -84,10 +84,6 @@ def no_leftover_jobs():
         subprocess.run(["scancel", *map(str, leftover)])
 
 
-def environment(**extra) -> dict:
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
-
-
 def sacct(job_id, *fields: str, duplicates: bool = False) -> list[dict]:
     """sacct's allocation records of one job (with -D: every attempt of a requeued job)."""
     command = ["sacct", "-n", "-P", "-X", "-j", str(job_id), "-o", ",".join(fields)]
@@ -111,20 +107,10 @@ def final_state(job_id, timeout: float = 30) -> str:
 
 
 def snakemake_command(workdir: Path, *extra: str, profile: str = "slurm") -> list[str]:
-    command = [
-        str(BIN / "snakemake"),
-        "--profile",
-        str(REPO / "profiles" / profile),
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        *extra,
-    ]
+    """The workflow through a profile; with the SLURM one, asking SLURM every STATUS_INTERVAL."""
     if profile == "slurm":
-        command += ["--imgzoo-status-interval", str(STATUS_INTERVAL)]
-    # --configfile takes several values: it goes last, after any target.
-    return command + ["--configfile", str(workdir / "config.yaml")]
+        extra = ("--imgzoo-status-interval", str(STATUS_INTERVAL), *extra)
+    return helpers.snakemake_command(workdir, *extra, profile=profile)
 
 
 def snakemake(
@@ -171,7 +157,7 @@ def output(workdir: Path) -> str:
 
 
 def train_log(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
-    return workdir / LAYOUT.log("train", dataset, experiment, f"seed{seed}.log")
+    return workdir / LAYOUT.train_log(dataset, experiment, seed)
 
 
 def run_dir(workdir: Path, experiment: str, seed: int, dataset: str = "digits") -> Path:
@@ -223,53 +209,6 @@ def wait_for_file(path: Path, proc, timeout: float = 120) -> None:
 # ---- what a run's resources become, and the executor's registration (no cluster needed) ---------
 
 
-def test_resources_become_sbatch_options():
-    from imgzoo.slurm_submit import submitit_parameters
-
-    spec = Study(ONE).run_spec("digits", "wide", 0)
-    spec["resources"].update(
-        partition="gpu",
-        account="lab",
-        qos="high",
-        constraint="a100",
-        gpus=2,
-        cpus=8,
-        mem_gb=1.5,
-        time_min=90,
-        extra_sbatch=["--exclusive", "--nodelist=n1", "--mail-type END"],
-    )
-    assert submitit_parameters(spec) == {
-        "name": "imgzoo:digits:wide:s0",
-        "timeout_min": 90,
-        "mem_gb": 1.5,
-        "cpus_per_task": 8,
-        "gpus_per_node": 2,
-        "nodes": 1,
-        "tasks_per_node": 1,
-        "slurm_partition": "gpu",
-        "slurm_account": "lab",
-        "slurm_qos": "high",
-        "slurm_constraint": "a100",
-        "slurm_additional_parameters": {
-            "requeue": True,
-            "exclusive": True,
-            "nodelist": "n1",
-            "mail-type": "END",
-        },
-    }
-    spec["resources"].update(gpus=0, partition=None, extra_sbatch=[])
-    params = submitit_parameters(spec)
-    assert "gpus_per_node" not in params and "slurm_partition" not in params
-
-
-def test_short_sbatch_options_are_refused_with_the_key():
-    from imgzoo.errors import ConfigError
-    from imgzoo.slurm_submit import sbatch_flags
-
-    with pytest.raises(ConfigError, match="resources.extra_sbatch.*'-x n1'.*--name=value"):
-        sbatch_flags(["-x n1"])
-
-
 def test_snakemake_finds_the_executor_that_the_slurm_profile_names():
     from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
 
@@ -295,7 +234,7 @@ def test_executor_refuses_a_workflow_with_a_rule_it_cannot_submit(tmp_path):
         timeout=120,
     )
     assert result.returncode != 0
-    assert "executor imgzoo submits only the 'train' rule to SLURM; add other to" in result.stderr
+    assert "executor imgzoo submits only the 'train' rule to SLURM; mark other" in result.stderr
     assert not (tmp_path / "a").exists()
 
 
@@ -495,13 +434,6 @@ def test_ctrl_c_while_snakemake_submits_leaves_no_job_behind(tmp_path):
 # ---- time limit, retries, and the login node's weight -----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits_h5(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "digits.h5"
-    data.prepare("digits", {}, path)
-    return path
-
-
 def trained_locally(config: dict, data_path: Path, out: Path) -> runlog.RunLog:
     """The config's one run trained here, start to end, as the local profile would (1 thread):
     the numbers an interrupted run must end with."""
@@ -519,7 +451,8 @@ def trained_side_by_side(
         experiment: subprocess.Popen(
             [str(BIN / "imgzoo"), "train", "--experiment", experiment, "--dataset", "digits"]
             + ["--seed", "0", "--data", str(data_path), "--out", str(out / experiment)]
-            + ["--threads", "1", "--spec", json.dumps(study.run_spec("digits", experiment, 0))],
+            + ["--threads", "1", "--study", study.name]
+            + ["--settings", study.spec(Run("digits", experiment, 0)).settings.to_json()],
             env=environment(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -33,15 +33,17 @@ STUDY = {
 HOLDER = textwrap.dedent(
     """
     import sys, time
-    from imgzoo import live
-    from imgzoo.config import load_study
+    from imgzoo import live, runlog
+    from imgzoo.config import Run, load_study
     study = load_study([sys.argv[1]])
-    spec = study.run_spec("digits", "mlp", 1)
+    spec = study.spec(Run("digits", "mlp", 1)).to_dict()
     history = {"epoch": [1], "train_loss": [1.2], "train_acc": [0.6], "val_loss": [1.0],
                "val_acc": [0.7], "test_loss": [1.1], "test_acc": [0.65],
-               "train_subset_acc": [0.62], "lr": [0.01], "epoch_time": [4.0],
-               "images_per_s": [300.0]}
-    live.write_progress(sys.argv[2], spec, history, num_params=1234)
+               "train_subset_acc": [0.62], "lr": [0.01], "train_time": [3.0],
+               "epoch_time": [4.0], "images_per_s": [300.0]}
+    attrs = runlog.run_attrs(spec, num_params=1234, status="running", epochs_completed=1,
+                             best_epoch=1, started=runlog.now())
+    live.write_progress(sys.argv[2], spec, history, attrs=attrs)
     print("ready", flush=True)
     time.sleep(300)
     """
@@ -74,7 +76,7 @@ def grid(tmp_path_factory):
     # failed: the train rule's command on a corrupt checkpoint, its output in the rule's log
     (root / run[2]).mkdir(parents=True)
     (root / run[2] / CHECKPOINT).write_bytes(b"not a checkpoint")
-    log = root / study.layout.log("train", "digits", "mlp", "seed2.log")
+    log = root / study.layout.train_log("digits", "mlp", 2)
     log.parent.mkdir(parents=True)
     with open(log, "w") as out:
         failed = imgzoo("train", "--config", "s.yaml", "--experiment", "mlp", "--dataset",
@@ -94,8 +96,9 @@ def test_status_reports_each_run_as_it_stands(grid):
     states = {r["seed"]: r for r in status["run_states"]}
     assert [states[s]["state"] for s in range(4)] == ["done", "running", "failed", "not started"]
     log = runlog.read(root / study.run_log(study.runs[0]))
-    assert states[0]["epoch"] == 3 and states[0]["best_val_acc"] == max(log.epochs["val_acc"])
-    assert states[1]["epoch"] == 1 and states[1]["best_val_acc"] == 0.7
+    assert states[0]["epochs_completed"] == 3 and states[0]["epochs_planned"] == 3
+    assert states[0]["best_val_acc"] == max(log.epochs["val_acc"])
+    assert states[1]["epochs_completed"] == 1 and states[1]["best_val_acc"] == 0.7
     assert states[1]["epoch_time_s"] == 4.0 and states[1]["left_s"] == 8.0  # 2 epochs left
     assert "checkpoint.pt: not a readable imgzoo checkpoint" in states[2]["reason"]
     assert status["counts"] == {"done": 1, "diverged": 0, "running": 1, "waiting": 0,

@@ -7,31 +7,25 @@ reproduction cannot drift silently; a deliberate difference is commented in the 
 """
 
 import copy
-import json
 from pathlib import Path
 
 import pytest
+from helpers import default_model_args
 
-import imgzoo.models as models
 from imgzoo.cli import main
-from imgzoo.config import Study, load_study, load_yaml, merge
-from imgzoo.errors import ConfigError
+from imgzoo.config import Run, Study, load_study, load_yaml, merge
 
 STUDIES = Path(__file__).parents[1] / "config" / "studies"
 OVERLAY = STUDIES / "overlays" / "small-data-transformers-pretrained.yaml"
 
 
-def configured_model(spec: dict) -> str:
-    """The model name the config gave (a preset or a family)."""
-    return spec.get("model_name", spec["model"])
-
-
 def resolved(study, experiment: str, dataset: str) -> dict:
-    """Training keys, `model` and every model argument (defaults included) of one run, flat."""
-    spec = study.run_spec(dataset, experiment, 0)
-    model = configured_model(spec)
-    args = {**models.default_args(model), **spec["model_args"]}
-    return {**spec["train"], **args, "model": model}
+    """Training keys, `model` (the preset or family the config gave) and every model argument
+    (defaults included) of one run, flat."""
+    settings = study.spec(Run(dataset, experiment, 0)).settings
+    model = study.experiments[experiment]["model"]
+    args = {**default_model_args(model), **settings.model_args}
+    return {**settings.train, **args, "model": model}
 
 
 # --- study 1: YujunZhong/image_classification_models (CIFAR-10) --------------------------------
@@ -573,9 +567,9 @@ def test_published_numbers_do_not_enter_run_specs(studies, name):
     bare = Study(_without_published(load_yaml(STUDIES / name)))
     assert not bare.published()
     for run in study.runs:
-        spec = study.run_spec(run.dataset, run.experiment, run.seed)
-        assert "published" not in json.dumps(spec)
-        assert spec == bare.run_spec(run.dataset, run.experiment, run.seed)
+        spec = study.spec(run)
+        assert "published" not in spec.to_json()
+        assert spec.key() == bare.spec(run).key()
 
 
 def test_the_pretrained_overlay_adds_the_fine_tuning_runs():
@@ -608,11 +602,11 @@ def test_every_study_passes_imgzoo_check(path, capsys):
     assert "config OK" in capsys.readouterr().out
 
 
-def test_default_args_are_the_builders_then_the_presets():
-    assert models.default_args("swin")["drop_path"] == 0.1
-    assert models.default_args("swin")["depths"] == [2, 2, 8, 2]  # a tuple default, as a list
-    assert models.default_args("swin-3stage")["depths"] == [2, 8, 2]
-    assert models.default_args("mlp")["normalizer"] == "fixed"
-    assert models.default_args("c100-resnet18")["normalizer"] == "running"
-    with pytest.raises(ConfigError, match="resnet18"):
-        models.default_args("resnet19")
+def test_default_model_args_are_the_builders_then_the_presets():
+    assert default_model_args("swin")["drop_path"] == 0.1
+    assert default_model_args("swin")["depths"] == [2, 2, 8, 2]  # a tuple default, as a list
+    assert default_model_args("swin-3stage")["depths"] == [2, 8, 2]
+    assert default_model_args("mlp")["normalizer"] == "fixed"
+    assert default_model_args("c100-resnet18")["normalizer"] == "running"
+    with pytest.raises(KeyError):
+        default_model_args("resnet19")

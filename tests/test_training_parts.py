@@ -3,6 +3,7 @@ the history, the code's version."""
 
 import re
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ import torch
 
 import imgzoo
 from imgzoo import data, runlog
-from imgzoo.config import Study
+from imgzoo.config import Run, Study
 from imgzoo.errors import CheckpointError
+from imgzoo.spec import RunId, RunSpec, Settings
 from imgzoo.train import build_parts
 from imgzoo.training import checkpoint
 from imgzoo.training.device_data import DeviceData, steps_per_epoch
@@ -30,15 +32,13 @@ CONFIG = {
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-    path = tmp_path_factory.mktemp("data") / "digits.h5"
-    data.prepare("digits", {}, path)
-    return data.load(path)
+def prepared(digits_h5):
+    return data.load(digits_h5)
 
 
 @pytest.fixture
 def spec():
-    return Study(CONFIG).run_spec("digits", "mlp", 0)
+    return Study(CONFIG).spec(Run("digits", "mlp", 0))
 
 
 def device_data(prepared, batch_size=64, augmentation="standard"):
@@ -87,7 +87,7 @@ def test_a_last_batch_of_one_image_joins_the_one_before():
 
 
 def test_the_schedule_warms_up_then_decays_to_min_lr(spec):
-    cfg = {**spec["train"], "warmup_epochs": 1, "epochs": 3, "lr": 0.1, "min_lr": 0.001}
+    cfg = {**spec.train, "warmup_epochs": 1, "epochs": 3, "lr": 0.1, "min_lr": 0.001}
     schedule = LrSchedule(cfg, steps_per_epoch=10)
     assert schedule(0) == pytest.approx(0.01) and schedule(9) == pytest.approx(0.1)
     lrs = [schedule(i) for i in range(10, 30)]
@@ -151,9 +151,13 @@ def test_a_checkpoint_resumes_only_its_own_settings(tmp_path, spec):
     state = checkpoint.load(path, spec)
     assert state["epoch"] == 4
     torch.testing.assert_close(state["model"]["weight"], model.weight.detach())
-    other = {**spec, "seed": 1}
-    with pytest.warns(UserWarning, match="other settings"):
-        assert checkpoint.load(path, other) is None
+    other_seed = replace(spec, id=replace(spec.id, seed=1))
+    lr = spec.with_settings(replace(spec.settings, train={**spec.train, "lr": 0.5}))
+    for other in (other_seed, lr):
+        with pytest.warns(UserWarning, match="other settings"):
+            assert checkpoint.load(path, other) is None
+    # what a job asks SLURM for is no setting: a new time limit keeps the checkpoint
+    assert checkpoint.load(path, spec.with_resources({"time_min": 600}))["epoch"] == 4
     assert checkpoint.load(tmp_path / "none.pt", spec) is None
     checkpoint.save_atomic({"something": "else"}, path)
     with pytest.raises(CheckpointError, match="checkpoint.pt: not an imgzoo checkpoint"):
@@ -189,7 +193,7 @@ def test_gpu_out_of_memory_names_the_setting_to_lower(stage, setting, advice):
     from imgzoo.errors import RunFailed
     from imgzoo.train import out_of_memory
 
-    spec = {"experiment": "big", "dataset": "stl10", "train": {}}
+    spec = RunSpec(RunId("s", "big", "stl10", 0), Settings("mlp", {}, {}, {}))
     with pytest.raises(RunFailed, match=f"in {stage} of experiment 'big' on stl10.*{advice}"):
         with out_of_memory(spec, stage, setting):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20 GiB")
@@ -199,7 +203,9 @@ def test_the_runs_crop_padding_reaches_its_batches(prepared, spec):
     """`crop_padding: 0` leaves a crop nothing to shift: the batches are the images as they
     are; the default 4 px shifts them."""
     def first_batch(padding):
-        run = {**spec, "train": {**spec["train"], "augment": "crop", "crop_padding": padding}}
+        run = spec.with_settings(
+            replace(spec.settings, train={**spec.train, "augment": "crop", "crop_padding": padding})
+        )
         parts = build_parts(run, prepared, CPU)
         x, y = next(parts.data.batches(1))
         return x, parts.data.train_batch(_order_of_epoch_one(parts, len(y)), None)[0]

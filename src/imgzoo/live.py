@@ -4,8 +4,9 @@ The HDF5 run log is the record, written once when the run ends. These are views 
 still going, for `imgzoo status`, the partial tables and curves, and TensorBoard:
 
 - `progress.json` in the run folder, rewritten atomically after every epoch (and once at the
-  end): who runs it (host, process, SLURM job), when, and the per-epoch history so far. Small,
-  torch-free to read, safe to read at any moment.
+  end): the run's spec, its run-log attributes so far (the same builder as the run log's), who
+  runs it (host, process, SLURM jobs) and the per-epoch history so far. Small, torch-free to
+  read, safe to read at any moment.
 - TensorBoard event files in the run folder's `tensorboard/` (when the `tensorboard` package is
   installed and `IMGZOO_TENSORBOARD` is not `0`): `tensorboard --logdir results/<study>/runs`.
 
@@ -26,7 +27,8 @@ from imgzoo.atomic import atomic_write_text
 from imgzoo.paths import PROGRESS
 
 FORMAT = "imgzoo.progress"
-VERSION = 1
+# 2: the spec in three parts, `slurm_job_ids` (every job that ran the run), `wall_time_s`.
+VERSION = 2
 TENSORBOARD_DIR = "tensorboard"
 # TensorBoard tag of each per-epoch series (the run log's names; grouped into charts by prefix).
 TENSORBOARD_TAGS = {
@@ -38,47 +40,40 @@ TENSORBOARD_TAGS = {
     "test_acc": "accuracy/test",
     "train_subset_acc": "accuracy/train_subset",
     "lr": "lr",
+    "train_time": "time/train_s",
     "epoch_time": "time/epoch_s",
     "images_per_s": "time/images_per_s",
 }
 
 
-def write_progress(
-    run_dir,
-    spec: dict,
-    history: dict,
-    *,
-    num_params: int,
-    status: str = "running",
-    started: str | None = None,
-) -> None:
-    """Rewrite `run_dir/progress.json`: the run's settings, state and per-epoch history so far
-    (`status`: running, or the run log's completed / diverged at the end)."""
+def write_progress(run_dir, spec: dict, epochs: dict, *, attrs: dict) -> None:
+    """Rewrite `run_dir/progress.json`: the run's spec (`RunSpec.to_dict()`), its run-log
+    attributes so far (`imgzoo.runlog.run_attrs`: status running, or the run log's completed /
+    diverged at the end) and its per-epoch history so far."""
     progress = {
         "format": FORMAT,
         "version": VERSION,
         "spec": spec,
-        "num_params": int(num_params),
-        "status": status,
-        "started": started or runlog.now(),
+        "attrs": attrs,
         "updated": runlog.now(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
-        "history": {k: [float(v) for v in history.get(k, [])] for k in runlog.EPOCH_SERIES},
+        "history": {k: [float(v) for v in epochs.get(k, [])] for k in runlog.EPOCH_SERIES},
     }
     atomic_write_text(Path(run_dir) / PROGRESS, json.dumps(progress))
 
 
 def read_progress(run_dir) -> dict | None:
-    """The run's progress.json, or None where there is none or it is not one (a reader never
-    fails on a run that is being written: the file is replaced atomically)."""
+    """The run's progress.json, or None where there is none or it is not one of this version (a
+    reader never fails on a run that is being written: the file is replaced atomically)."""
     path = Path(run_dir) / PROGRESS
     try:
         progress = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
     if not isinstance(progress, dict) or progress.get("format") != FORMAT:
+        return None
+    if progress.get("version") != VERSION:
         return None
     return progress
 
@@ -90,25 +85,10 @@ def partial_log(run_dir) -> runlog.RunLog | None:
     progress = read_progress(run_dir)
     if progress is None:
         return None
-    spec, history = progress["spec"], progress["history"]
-    attrs = {
-        "experiment": spec["experiment"],
-        "dataset": spec["dataset"],
-        "seed": spec["seed"],
-        "model": spec["model"],
-        "family": spec["family"],
-        "config": json.dumps(spec),
-        "num_params": progress["num_params"],
-        "status": progress["status"],
-        "diverged_epoch": -1,
-        "epochs_planned": spec["train"]["epochs"],
-        "epochs_completed": len(history["epoch"]),
-        "start_time": progress["started"],
-        "end_time": "",
-    }
+    history = progress["history"]
     epochs = {k: np.asarray(history[k], dtype=np.float64) for k in runlog.EPOCH_SERIES}
     epochs["epoch"] = epochs["epoch"].astype(np.int64)
-    return runlog.RunLog(attrs, epochs, path=Path(run_dir) / PROGRESS)
+    return runlog.RunLog(dict(progress["attrs"]), epochs, path=Path(run_dir) / PROGRESS)
 
 
 def tensorboard_enabled() -> bool:

@@ -69,8 +69,12 @@ class Layout:
         return f"{self.root}/figures/{dataset}/sweep-{sweep}.png"
 
     def log(self, *parts: str) -> str:
-        """A job's log: `log("train", dataset, experiment, f"seed{seed}.log")`."""
+        """A job's log: `log("aggregate", "tables.log")`."""
         return "/".join([self.root, "logs", *parts])
+
+    def train_log(self, dataset="{dataset}", experiment="{experiment}", seed="{seed}") -> str:
+        """The train rule's log of a run (its job's id, states and outcome under SLURM)."""
+        return self.log("train", dataset, experiment, f"seed{seed}.log")
 
     @property
     def report(self) -> str:

@@ -1,8 +1,9 @@
 """The run log: one HDF5 file per run, a versioned contract between the training loop (writer),
-the aggregation code and users' notebooks (readers). The schema is documented in the README.
+the aggregation code and users' notebooks (readers). The schema is documented in docs/runlog.md.
 
 Written once, when the run ends, to a temporary name and then renamed: a `metrics.h5` that exists
 is complete. Readers open without HDF5 file locking, which cluster file systems do not support.
+Version 2 logs (before run specs had three parts) are still read, as version 3 (`_from_v2`).
 Imports h5py and numpy only (aggregation must not pull in torch).
 """
 
@@ -22,9 +23,13 @@ from imgzoo.errors import RunLogError
 from imgzoo.hdf5 import checked_attrs, strings
 
 SCHEMA = "imgzoo.runlog"
+# 3: the spec in three parts (`spec`: study, experiment, dataset, seed, settings, resources) in
+#    place of `config`; `started` / `ended`, `wall_time_s`; per-epoch `train_time` (training
+#    only) beside `epoch_time` (training and evaluation).
 # 2: the confusion matrix and the first layer are the best-validation model's (model_best.pt),
-# whose epoch is the attribute `best_epoch`; `imgzoo_version` names the commit.
-SCHEMA_VERSION = 2
+#    whose epoch is the attribute `best_epoch`; `imgzoo_version` names the commit.
+SCHEMA_VERSION = 3
+READABLE_VERSIONS = (2, 3)
 
 # Per-epoch series, in this order; every one has one value per completed epoch.
 EPOCH_SERIES = (
@@ -37,25 +42,35 @@ EPOCH_SERIES = (
     "test_acc",
     "train_subset_acc",
     "lr",
-    "epoch_time",
-    "images_per_s",
+    "train_time",  # seconds of training steps
+    "epoch_time",  # seconds of the epoch: training and evaluation
+    "images_per_s",  # training images per second of train_time
 )
+
+# The series that time a run: they differ between two runs of the same settings, which agree on
+# every other series to the bit.
+TIMING_SERIES = ("train_time", "epoch_time", "images_per_s")
 
 # Root attributes every log carries (more may be present).
 REQUIRED_ATTRS = (
     "schema",
     "schema_version",
+    "study",
     "experiment",
-    "model",
     "dataset",
     "seed",
-    "config",
+    "family",
+    "spec",
     "num_params",
     "status",
     "epochs_planned",
     "epochs_completed",
-    "start_time",
-    "end_time",
+    "started",
+    "ended",
+)
+_REQUIRED_V2 = (
+    "schema", "schema_version", "experiment", "model", "dataset", "seed", "config", "num_params",
+    "status", "epochs_planned", "epochs_completed", "start_time", "end_time",
 )
 
 STATUSES = ("completed", "diverged")
@@ -64,6 +79,42 @@ STATUSES = ("completed", "diverged")
 def now() -> str:
     """The time of day in the run log's format (ISO 8601, UTC, seconds)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def run_attrs(
+    spec: dict,
+    *,
+    num_params: int,
+    status: str,
+    epochs_completed: int,
+    best_epoch: int,
+    started: str,
+    ended: str = "",
+    diverged_epoch: int = -1,
+    wall_time_s: float = float("nan"),
+    slurm_job_ids: list[str] = (),
+) -> dict:
+    """The root attributes of a run's log (but the schema's own and provenance), from its spec
+    (`imgzoo.spec.RunSpec.to_dict()`) and how far it got: the one builder, for the finished
+    run's log, an unfinished run's view (imgzoo.live) and the benchmarks alike."""
+    return {
+        "study": spec["study"],
+        "experiment": spec["experiment"],
+        "dataset": spec["dataset"],
+        "seed": int(spec["seed"]),
+        "family": spec["settings"]["family"],
+        "spec": json.dumps(spec, sort_keys=True),
+        "num_params": int(num_params),
+        "status": status,
+        "diverged_epoch": int(diverged_epoch),
+        "best_epoch": int(best_epoch),
+        "epochs_planned": int(spec["settings"]["train"]["epochs"]),
+        "epochs_completed": int(epochs_completed),
+        "started": started,
+        "ended": ended,
+        "wall_time_s": float(wall_time_s),
+        "slurm_job_ids": ",".join(slurm_job_ids),
+    }
 
 
 @dataclass
@@ -80,14 +131,16 @@ class RunLog:
     path: Path | None = None
 
     @property
-    def config(self) -> dict:
-        return json.loads(self.attrs["config"])
-
-    def epochs_frame(self):
-        """The per-epoch series as a pandas DataFrame (pandas imported only here)."""
-        import pandas as pd
-
-        return pd.DataFrame({k: self.epochs[k] for k in EPOCH_SERIES})
+    def spec(self) -> dict:
+        """The run's spec (`imgzoo.spec.RunSpec.to_dict()`); RunLogError naming the file if its
+        JSON is broken."""
+        try:
+            spec = json.loads(self.attrs["spec"])
+        except (TypeError, ValueError) as e:
+            raise RunLogError(f"{self.path}: run log's spec attribute is not JSON ({e})") from e
+        if not isinstance(spec, dict):
+            raise RunLogError(f"{self.path}: run log's spec attribute is not a JSON object")
+        return spec
 
 
 def _plain(value):
@@ -150,10 +203,11 @@ def read(path: str | os.PathLike) -> RunLog:
     try:
         with h5py.File(path, "r", locking=False) as f:
             attrs = checked_attrs(
-                f, path, schema=SCHEMA, version=SCHEMA_VERSION, required=REQUIRED_ATTRS,
-                what="run log", redo="delete it and re-run the run", error=RunLogError,
+                f, path, schema=SCHEMA, version=READABLE_VERSIONS,
+                required={2: _REQUIRED_V2, 3: REQUIRED_ATTRS}, what="run log",
+                redo="delete it and re-run the run", error=RunLogError,
             )
-            epochs = {k: f["epochs"][k][()] for k in EPOCH_SERIES}
+            epochs = {k: f["epochs"][k][()] for k in f["epochs"]}
             steps = {k: v[()] for k, v in f["steps"].items()} if "steps" in f else {}
             confusion = f["confusion"][()] if "confusion" in f else None
             class_names = strings(f["class_names"][()])
@@ -161,6 +215,9 @@ def read(path: str | os.PathLike) -> RunLog:
             if "weights/first_layer" in f:
                 first_layer = f["weights/first_layer"][()]
                 kind = str(f["weights/first_layer"].attrs.get("kind", ""))
+        if attrs["schema_version"] == 2:
+            attrs, epochs = _from_v2(attrs, epochs)
+        epochs = {k: epochs[k] for k in EPOCH_SERIES}
     except RunLogError:
         raise
     except (OSError, KeyError, ValueError) as e:
@@ -168,3 +225,31 @@ def read(path: str | os.PathLike) -> RunLog:
             f"{path}: unreadable run log ({e.__class__.__name__}: {e}); delete it and re-run"
         ) from e
     return RunLog(attrs, epochs, confusion, class_names, first_layer, kind, steps, path)
+
+
+def _from_v2(attrs: dict, epochs: dict) -> tuple[dict, dict]:
+    """A version-2 log as version 3: its `config` split into the spec's parts; `start_time` /
+    `end_time` as `started` / `ended`; no `train_time` (version 2 timed training and evaluation
+    together: NaN); `wall_time_s` the sum of its epochs' times. Its study is not recorded (""),
+    nor its resources apart from its settings."""
+    config = json.loads(attrs["config"])
+    spec = {
+        "study": "",
+        "experiment": config["experiment"],
+        "dataset": config["dataset"],
+        "seed": int(config["seed"]),
+        "settings": {k: config[k] for k in ("family", "model_args", "train", "data")},
+        "resources": config.get("resources", {}),
+    }
+    upgraded = {k: v for k, v in attrs.items()
+                if k not in ("config", "start_time", "end_time", "model")}
+    upgraded.update(
+        study="",
+        family=config["family"],
+        spec=json.dumps(spec, sort_keys=True),
+        started=attrs["start_time"],
+        ended=attrs["end_time"],
+        wall_time_s=float(np.nansum(epochs["epoch_time"])),
+    )
+    epochs = {**epochs, "train_time": np.full(len(epochs["epoch"]), np.nan)}
+    return upgraded, epochs

@@ -33,7 +33,7 @@ from dataclasses import asdict
 import submitit
 from submitit.core.utils import UncompletedJobError, cloudpickle_dump
 
-from imgzoo.slurm_submit import TrainingRun, run_files
+from imgzoo.slurm_runs import TrainingRun, run_files
 
 # A run's process exits with this when it stopped for the time-limit signal (sysexits' TEMPFAIL):
 # its last finished epoch is on disk and it wants the requeue.
@@ -72,11 +72,8 @@ def train_run(run: TrainingRun, stop_flag) -> dict:
     from imgzoo.progress import Progress
     from imgzoo.train import train
 
-    spec = run.spec
-    progress = Progress(
-        spec["train"]["epochs"],
-        label=f"[{spec['dataset']}/{spec['experiment']}/s{spec['seed']}]",
-    )
+    spec = run.run_spec
+    progress = Progress(spec.train["epochs"], label=f"[{spec.id.name}]")
     log = train(
         spec,
         run.data_path,

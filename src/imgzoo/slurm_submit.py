@@ -18,171 +18,60 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from imgzoo.errors import ConfigError, DataError, RunFailed
-
-# Longest job name given to SLURM (a pack of many runs names them all).
-NAME_LIMIT = 200
-
-
-def job_name(spec: dict) -> str:
-    return f"imgzoo:{spec['dataset']}:{spec['experiment']}:s{spec['seed']}"
-
-
-def pack_name(specs: list[dict]) -> str:
-    """The name of a job that runs several runs: `imgzoo:{dataset}:{experiment}:s{seed},{seed}`,
-    `+`-joined where the pack holds more than one experiment or dataset."""
-    seeds: dict[tuple[str, str], list[str]] = {}
-    for spec in specs:
-        seeds.setdefault((spec["dataset"], spec["experiment"]), []).append(str(spec["seed"]))
-    name = "imgzoo:" + "+".join(f"{d}:{e}:s{','.join(s)}" for (d, e), s in seeds.items())
-    return name if len(name) <= NAME_LIMIT else name[: NAME_LIMIT - 3] + "..."
-
-
-def run_log_folder(log_dir: str, dataset: str, experiment: str, seed) -> str:
-    """Where one run's SLURM jobs keep their logs and results (one folder per job id inside), and
-    submitit's files where the run has its job to itself:
-    `{log_dir}/{dataset}/{experiment}/seed{seed}`."""
-    return f"{log_dir}/{dataset}/{experiment}/seed{seed}"
-
-
-def pack_log_folder(run_folder: str) -> str:
-    """Where the jobs of packs keep submitit's files and their own logs (one folder per job id
-    inside): `{log_dir}/packs`, beside the folders of `run_log_folder` (`run_folder`: one of
-    them)."""
-    return str(Path(run_folder).parents[2] / "packs")
-
-
-# In a pack's job folder: the log folders of its runs, one a line (for `imgzoo status`).
-PACK_RUNS = "runs.txt"
-
-
-def job_run_folders(job_folder) -> list[str]:
-    """The log folders of the runs a job's folder (`<log folder>/<job id>`, where its output
-    goes) belongs to: a pack's, as listed there, else the one run whose folder holds it."""
-    try:
-        return (Path(job_folder) / PACK_RUNS).read_text().split("\n")[:-1]
-    except OSError:
-        return [str(Path(job_folder).parent)]
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    result: Path  # ("success", summary) or ("error", traceback), in submitit's pickle format
-    stdout: Path
-    stderr: Path
-
-
-def run_files(log_folder, job_id: str) -> RunFiles:
-    """What a packed run's process leaves in the run's log folder, named as submitit names a job's
-    own files (so a run's log is found at the same place, packed or not):
-    `{job id}/{job id}_0_result.pkl` and `{job id}/{job id}_0_log.{out,err}`."""
-    folder = Path(log_folder) / str(job_id)
-    return RunFiles(
-        result=folder / f"{job_id}_0_result.pkl",
-        stdout=folder / f"{job_id}_0_log.out",
-        stderr=folder / f"{job_id}_0_log.err",
-    )
-
-
-def sbatch_flags(items: list[str]) -> dict:
-    """`resources.extra_sbatch` (["--exclusive", "--nodelist=n1", "--mail-type END"]) as
-    submitit's `slurm_additional_parameters` ({"exclusive": True, "nodelist": "n1", ...})."""
-    flags = {}
-    for item in items:
-        text = str(item).strip()
-        if not text.startswith("--") or len(text) < 3:
-            raise ConfigError(
-                f"config 'resources.extra_sbatch': '{item}' is not a long sbatch option; write "
-                "it as --name or --name=value (e.g. --exclusive, --nodelist=node1)"
-            )
-        key, sep, value = text[2:].partition("=")
-        if not sep and " " in key:
-            key, value = key.split(None, 1)
-            sep = "="
-        flags[key] = value if sep else True
-    return flags
-
-
-def submitit_parameters(spec: dict) -> dict:
-    """The run's resources as `AutoExecutor.update_parameters` keywords."""
-    from imgzoo.config import resource_defaults
-
-    res = {**resource_defaults(), **spec.get("resources", {})}
-    params = {
-        "name": job_name(spec),
-        "timeout_min": int(res["time_min"]),
-        "mem_gb": res["mem_gb"],
-        "cpus_per_task": int(res["cpus"]),
-        "nodes": 1,
-        "tasks_per_node": 1,
-        # SLURM may requeue the job itself too (node failure); the run resumes either way.
-        "slurm_additional_parameters": {"requeue": True, **sbatch_flags(res["extra_sbatch"])},
-    }
-    if res["gpus"]:
-        params["gpus_per_node"] = int(res["gpus"])
-    for key in ("partition", "account", "qos", "constraint"):
-        if res.get(key):
-            params[f"slurm_{key}"] = res[key]
-    return params
-
-
-def pack_parameters(specs: list[dict]) -> dict:
-    """The resources of one job that runs `specs` side by side (their resources are equal): one
-    run's GPUs, time and options, the CPUs and memory of all of them."""
-    if any(spec.get("resources") != specs[0].get("resources") for spec in specs):
-        raise ValueError("runs packed into one SLURM job must ask for the same resources")
-    params = submitit_parameters(specs[0])
-    params["name"] = pack_name(specs)
-    params["cpus_per_task"] *= len(specs)
-    params["mem_gb"] *= len(specs)
-    return params
-
-
-@dataclass(frozen=True)
-class TrainingRun:
-    """One run as its SLURM job gets it: plain values (pickled here, read in the job), absolute
-    paths (the job starts elsewhere)."""
-
-    spec: dict
-    data_path: str
-    out_dir: str
-    log_folder: str  # the run's own SLURM log folder (run_log_folder)
-    threads: int  # torch's threads (the rule's, so that the numbers equal a local run's)
-    compile_cache: str | None = None
-    gpu_mem_fraction: float | None = None  # its share of the GPU's memory (None: no cap)
-
-    @property
-    def name(self) -> str:
-        return job_name(self.spec)
+from imgzoo.slurm_resources import pack_resources, submitit_parameters
+from imgzoo.slurm_runs import (
+    PACK_RUNS,
+    TrainingRun,
+    job_name,
+    pack_log_folder,
+    pack_name,
+    run_files,
+)
+from imgzoo.spec import RunSpec
 
 
 def training_run(
-    spec: dict,
+    spec: RunSpec,
     data_path,
     out_dir,
     log_folder,
     *,
     threads: int | None = None,
     compile_cache=None,
-    gpu_mem_fraction: float | None = None,
 ) -> TrainingRun:
-    """The run ready to submit, its output folder made; DataError where its prepared dataset is
-    missing, ConfigError for a bad `extra_sbatch` (before anything is queued).
-
-    `threads` None means the job's `cpus`."""
-    params = submitit_parameters(spec)
+    """The run ready to submit (`spec` with the resources of this submission), its output folder
+    made; DataError where its prepared dataset is missing, ConfigError for resources a job cannot
+    ask for (before anything is queued). `threads` None means the job's `cpus`."""
+    job_parameters(spec)  # checks them
     data_path, out_dir = Path(data_path).absolute(), Path(out_dir).absolute()
     if not data_path.is_file():
         raise DataError(f"{data_path}: prepared dataset missing (run `imgzoo prepare` first)")
     out_dir.mkdir(parents=True, exist_ok=True)
     return TrainingRun(
-        spec=spec,
+        spec=spec.to_dict(),
         data_path=str(data_path),
         out_dir=str(out_dir),
         log_folder=str(Path(log_folder).absolute()),
-        threads=int(threads if threads is not None else params["cpus_per_task"]),
+        threads=int(threads if threads is not None else spec.resources["cpus"]),
         compile_cache=str(Path(compile_cache).absolute()) if compile_cache else None,
-        gpu_mem_fraction=float(gpu_mem_fraction) if gpu_mem_fraction else None,
     )
+
+
+def job_parameters(spec: RunSpec) -> dict:
+    """The submitit parameters of a job that runs `spec` alone."""
+    missing = [k for k in ("time_min", "mem_gb", "cpus") if spec.resources.get(k) is None]
+    if missing:
+        raise ConfigError(f"{spec.id.name}: no {', '.join(missing)} among its job's resources")
+    return submitit_parameters(spec.resources, job_name(spec.id))
+
+
+def pack_parameters(specs: list[RunSpec]) -> dict:
+    """The submitit parameters of one job that runs `specs` side by side (their resources are
+    equal): one run's GPUs, time and options, the CPUs and memory of all of them."""
+    if any(spec.resources != specs[0].resources for spec in specs):
+        raise ValueError("runs packed into one SLURM job must ask for the same resources")
+    resources = pack_resources(specs[0].resources, len(specs))
+    return submitit_parameters(resources, pack_name([spec.id for spec in specs]))
 
 
 @dataclass(frozen=True)
@@ -208,11 +97,11 @@ def submit(runs: list[TrainingRun], *, max_requeues: int) -> list[SubmittedRun]:
     import submitit
     from submitit.core.utils import FailedJobError
 
-    from imgzoo.slurm_job import PackJob, TrainingJob
+    from imgzoo.slurm_job import PackJob, TrainingJob  # the job side: imported to submit only
 
-    specs = [run.spec for run in runs]
+    specs = [run.run_spec for run in runs]
     if len(runs) == 1:
-        params, folder = submitit_parameters(specs[0]), runs[0].log_folder
+        params, folder = job_parameters(specs[0]), runs[0].log_folder
         callable_ = TrainingJob(runs[0])
     else:
         params, folder = pack_parameters(specs), pack_log_folder(runs[0].log_folder)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from imgzoo import live
 from imgzoo.config import Run, Study
-from imgzoo.slurm_submit import job_run_folders, run_log_folder
+from imgzoo.slurm_runs import job_run_folders, run_log_folder
 
 STATES = ("done", "diverged", "running", "waiting", "stopped", "failed", "not started")
 
@@ -35,13 +35,13 @@ class RunStatus:
     experiment: str
     seed: int
     state: str
-    epoch: int = 0  # epochs completed
-    epochs: int = 0  # epochs planned
+    epochs_completed: int = 0
+    epochs_planned: int = 0
     best_val_acc: float | None = None
     epoch_time_s: float | None = None
     left_s: float | None = None  # estimated time to the end of the run
     reason: str = ""  # why it failed, one line
-    job: str = ""  # SLURM job id, where known
+    slurm_job_id: str = ""  # the SLURM job that runs it (or ran it last), where known
 
     @property
     def name(self) -> str:
@@ -72,7 +72,7 @@ def slurm_queue() -> dict[str, tuple[str, str]]:
 
 def slurm_folder(study: Study, run: Run) -> str:
     """Where the SLURM route keeps a run's jobs' logs (one sub-folder per job), absolute."""
-    log_dir = str(Path(study.config["slurm"]["log_dir"]).absolute())
+    log_dir = str(Path(study.slurm_log_dir).absolute())
     return run_log_folder(log_dir, run.dataset, run.experiment, run.seed)
 
 
@@ -113,38 +113,38 @@ def _finished(run_log: Path) -> tuple[str, int, float | None]:
 def run_status(study: Study, run: Run, queue: dict) -> RunStatus:
     run_dir = Path(study.run_dir(run))
     status = RunStatus(run.dataset, run.experiment, run.seed, "not started")
-    status.epochs = study.run_spec(run.dataset, run.experiment, run.seed)["train"]["epochs"]
+    status.epochs_planned = study.spec(run).train["epochs"]
     progress = live.read_progress(run_dir)
+    progress_status = progress["attrs"]["status"] if progress else None
     if progress:
         history = progress["history"]
-        status.epoch = len(history["epoch"])
+        status.epochs_completed = len(history["epoch"])
         status.best_val_acc = max(history["val_acc"], default=None)
         times = history["epoch_time"]
         status.epoch_time_s = sum(times) / len(times) if times else None
-        status.job = progress.get("slurm_job_id", "")
+        status.slurm_job_id = progress["attrs"]["slurm_job_ids"].split(",")[-1]
     job = queue.get(slurm_folder(study, run))
     if job:
-        status.job = job[0]
+        status.slurm_job_id = job[0]
     metrics = Path(study.run_log(run))
     if metrics.exists():
-        if progress and progress["status"] != "running":
+        if progress and progress_status != "running":
             # the final progress.json says what the log says, and is 100x cheaper to read
-            finished = progress["status"]
+            finished = progress_status
         else:
-            finished, status.epoch, status.best_val_acc = _finished(metrics)
+            finished, status.epochs_completed, status.best_val_acc = _finished(metrics)
         status.state = "done" if finished == "completed" else finished
         return status
     if job:
         status.state = "running" if job[1] in ("RUNNING", "COMPLETING") else "waiting"
-    elif progress and progress["status"] == "running" and _alive(progress):
+    elif progress and progress_status == "running" and _alive(progress):
         status.state = "running"
-    elif reason := _failure(Path(study.layout.log(
-            "train", run.dataset, run.experiment, f"seed{run.seed}.log"))):
+    elif reason := _failure(Path(study.layout.train_log(run.dataset, run.experiment, run.seed))):
         status.state, status.reason = "failed", reason
     elif progress:
         status.state = "stopped"
     if status.epoch_time_s is not None and status.state in ("running", "waiting", "stopped"):
-        status.left_s = (status.epochs - status.epoch) * status.epoch_time_s
+        status.left_s = (status.epochs_planned - status.epochs_completed) * status.epoch_time_s
     return status
 
 
@@ -186,7 +186,7 @@ def _grid_left(runs: list[RunStatus]) -> float | None:
     for run in runs:
         if run.state in ("done", "diverged", "failed"):
             continue
-        work += (run.epochs - run.epoch) * (run.epoch_time_s or per_epoch(run))
+        work += (run.epochs_planned - run.epochs_completed) * (run.epoch_time_s or per_epoch(run))
     parallel = max(1, sum(r.state == "running" for r in runs))
     return work / parallel
 
@@ -213,6 +213,27 @@ def current_logs(study: Study, dataset: str | None = None) -> tuple[list, list[d
             source = sources[first]  # a path, or an unfinished run's RunLog
             same_as.append({**entry, "log": str(getattr(source, "path", source))})
     return list(sources.values()), same_as, unfinished
+
+
+def up_to_date_logs(study: Study) -> list[str]:
+    """The logs of the study's finished runs whose recorded settings (and dataset and seed) are
+    the study's now: runs that need not train again, whatever Snakemake recorded of them."""
+    from imgzoo import runlog
+    from imgzoo.errors import RunLogError
+    from imgzoo.spec import RunSpec
+
+    logs = []
+    for run in study.trained_runs:
+        path = Path(study.run_log(run))
+        if not path.exists():
+            continue
+        try:
+            recorded = RunSpec.from_dict(runlog.read(path).spec)
+        except (RunLogError, KeyError, TypeError, ValueError):
+            continue  # unreadable: not up to date
+        if recorded.key() == study.spec(run).key():
+            logs.append(str(path))
+    return logs
 
 
 def duration(seconds: float | None) -> str:
@@ -242,7 +263,8 @@ def table(runs: list[RunStatus], summary: dict, width: int = 80) -> str:
         per_epoch = f"{r.epoch_time_s:.1f}" if r.epoch_time_s is not None else ""
         left = duration(r.left_s) if r.left_s is not None else ""
         lines.append(
-            f"{name:<{name_width}} {r.state:<11} {f'{r.epoch}/{r.epochs}':>7} {best:>8} "
+            f"{name:<{name_width}} {r.state:<11} "
+            f"{f'{r.epochs_completed}/{r.epochs_planned}':>7} {best:>8} "
             f"{per_epoch:>9} {left:>9}"
         )
         if r.reason:

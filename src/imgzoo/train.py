@@ -1,4 +1,4 @@
-"""One training run, start to end: `train(spec, data_path, out_dir)`.
+"""One training run, start to end: `train(spec, data_path, out_dir)` (`spec`: imgzoo.spec.RunSpec).
 
 The parts live in `imgzoo.training` (the data on the device, the network, the step, evaluation,
 the checkpoint, the history); this module wires them into the story of one run. It checkpoints
@@ -24,6 +24,7 @@ from imgzoo.errors import CheckpointError, RunFailed
 from imgzoo.models import first_layer_tiles
 from imgzoo.paths import BEST_MODEL, CHECKPOINT, METRICS, MODEL
 from imgzoo.progress import Progress
+from imgzoo.spec import RunSpec
 from imgzoo.training import checkpoint
 from imgzoo.training.device import configure, select_device, synchronize
 from imgzoo.training.device_data import TRAIN_SUBSET, DeviceData
@@ -43,16 +44,16 @@ class RunParts:
     eval_batch_size: int
 
 
-def build_parts(spec: dict, prepared, device: torch.device) -> RunParts:
+def build_parts(spec: RunSpec, prepared, device: torch.device) -> RunParts:
     """The parts a run of `spec` trains with, on the prepared dataset (the benchmark builds its
     parts here too, so that it measures what a run does)."""
-    cfg = spec["train"]
-    torch.manual_seed(spec["seed"])  # the model's initial weights
-    network = build_network(spec, prepared, device)
+    cfg = spec.train
+    torch.manual_seed(spec.id.seed)  # the model's initial weights
+    network = build_network(spec.settings, prepared, device)
     device_data = DeviceData(
         prepared,
         device,
-        seed=spec["seed"],
+        seed=spec.id.seed,
         batch_size=cfg["batch_size"],
         augmentation=cfg["augment"],
         train_subset_size=cfg["train_subset_size"],
@@ -65,7 +66,7 @@ def build_parts(spec: dict, prepared, device: torch.device) -> RunParts:
 
 
 def train(
-    spec: dict,
+    spec: RunSpec,
     data_path,
     out_dir,
     *,
@@ -83,7 +84,8 @@ def train(
     other runs of a study and a requeued attempt do not compile them again; `gpu_mem_fraction`:
     the share of the GPU's memory this process may allocate (runs packed on one GPU).
     """
-    cfg, out_dir = spec["train"], Path(out_dir)
+    began = time.monotonic()
+    cfg, out_dir = spec.train, Path(out_dir)
     if cfg["compile"] and compile_cache:
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(compile_cache).absolute()))
     progress = progress or Progress(cfg["epochs"])
@@ -94,17 +96,36 @@ def train(
     prepared = data.load(data_path)
     with out_of_memory(spec, "setup"):
         parts = build_parts(spec, prepared, device)
-    network, step = parts.network, parts.step
+    network = parts.network
 
     # Where an earlier attempt stopped, or the start.
     out_dir.mkdir(parents=True, exist_ok=True)
     history, first_epoch = _resume(spec, out_dir, parts, progress)
-    history.add_attempt(os.environ.get("SLURM_JOB_ID"))
+    history.begin_attempt(os.environ.get("SLURM_JOB_ID"), began)
 
     # What the run shows while it goes: progress.json, TensorBoard files (imgzoo.live).
     tensorboard = live.TensorBoardLog(out_dir) if live.tensorboard_enabled() else None
-    status, diverged_epoch = "completed", -1
-    for epoch in range(first_epoch, cfg["epochs"] + 1):
+    status, diverged_epoch = _epochs(spec, parts, history, first_epoch, out_dir,
+                                     stop_flag=stop_flag, progress=progress, shown=tensorboard)
+
+    # The best-validation model, which the log's confusion matrix and first layer describe, as
+    # its headline accuracy does.
+    log = _final_log(spec, parts, prepared, history, out_dir, device,
+                     status=status, diverged_epoch=diverged_epoch)
+    runlog.write(out_dir / METRICS, log)
+    (out_dir / CHECKPOINT).unlink(missing_ok=True)
+    _show(spec, out_dir, history, network, tensorboard, status=status)
+    if tensorboard is not None:
+        tensorboard.close()
+    return log
+
+
+def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, out_dir: Path,
+            *, stop_flag, progress, shown) -> tuple[str, int]:
+    """Train the epochs from `first_epoch` on, each checkpointed and shown (progress.json,
+    TensorBoard `shown`) as it ends; (status, the epoch it diverged in or -1)."""
+    network, step, device = parts.network, parts.step, parts.data.device
+    for epoch in range(first_epoch, spec.train["epochs"] + 1):
         progress.start_epoch(epoch)
         t0 = time.perf_counter()
         result = _train_epoch(spec, parts, epoch, stop_flag, progress)
@@ -112,8 +133,7 @@ def train(
         train_time = time.perf_counter() - t0
         if not math.isfinite(result.loss):
             _diverged(spec, epoch, progress)
-            status, diverged_epoch = "diverged", epoch
-            break
+            return "diverged", epoch
         with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
             row = _epoch_row(epoch, result, parts, train_time)
         row["epoch_time"] = time.perf_counter() - t0  # training and evaluation
@@ -129,16 +149,21 @@ def train(
         )
         if improved:  # after the checkpoint that names its epoch (see _resume)
             checkpoint.save_atomic(network.model.state_dict(), out_dir / BEST_MODEL)
-        _show(spec, out_dir, history, network, tensorboard)
+        _show(spec, out_dir, history, network, shown)
+    return "completed", -1
 
-    # The final weights; then the best-validation model, which the log's confusion matrix and
-    # first layer describe, as its headline accuracy does.
+
+def _final_log(spec: RunSpec, parts: RunParts, prepared, history: History, out_dir: Path,
+               device, *, status: str, diverged_epoch: int) -> runlog.RunLog:
+    """The run log: the final weights saved, then the best-validation model's test predictions
+    and first layer."""
+    network = parts.network
     checkpoint.save_atomic(network.model.state_dict(), out_dir / MODEL)
     if history.best_epoch > 0:
         network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL))
     with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
         test = evaluate(network.model, parts.data, "test", parts.eval_batch_size, predictions=True)
-    log = run_log(
+    return run_log(
         spec,
         history,
         status=status,
@@ -149,19 +174,14 @@ def train(
         class_names=prepared.class_names,
         first_layer=first_layer_tiles(network.model),
     )
-    runlog.write(out_dir / METRICS, log)
-    (out_dir / CHECKPOINT).unlink(missing_ok=True)
-    _show(spec, out_dir, history, network, tensorboard, status=status)
-    if tensorboard is not None:
-        tensorboard.close()
-    return log
 
 
-def _show(spec, out_dir, history: History, network, tensorboard, status="running") -> None:
+def _show(spec: RunSpec, out_dir, history: History, network, tensorboard,
+          status="running") -> None:
     """The epoch just finished (or the end, with the run's final status) in progress.json and
     TensorBoard."""
-    live.write_progress(out_dir, spec, history.epochs, num_params=network.num_params,
-                        status=status, started=history.start_time)
+    attrs = history.attrs(spec, num_params=network.num_params, status=status)
+    live.write_progress(out_dir, spec.to_dict(), history.epochs, attrs=attrs)
     if tensorboard is not None and status == "running":
         tensorboard.add_epochs(history.epochs, first=history.epochs_completed - 1)
 
@@ -191,7 +211,7 @@ def _resume(spec, out_dir: Path, parts: RunParts, progress) -> tuple[History, in
 
 def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> EpochResult:
     steps = parts.data.steps_per_epoch
-    with out_of_memory(spec, "training", f"batch_size {spec['train']['batch_size']}"):
+    with out_of_memory(spec, "training", f"batch_size {spec.train['batch_size']}"):
         return train_epoch(
             parts.step,
             parts.data.batches(epoch),
@@ -203,13 +223,13 @@ def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> Epoc
 
 
 @contextmanager
-def out_of_memory(spec: dict, stage: str, setting: str | None = None):
+def out_of_memory(spec: RunSpec, stage: str, setting: str | None = None):
     """A GPU out of memory in `stage` (training, evaluation, setup) as one line naming the
     setting to lower (`setting`, e.g. "batch_size 512") instead of a traceback."""
     try:
         yield
     except torch.cuda.OutOfMemoryError:
-        where = f"{stage} of experiment '{spec['experiment']}' on {spec['dataset']}"
+        where = f"{stage} of experiment '{spec.id.experiment}' on {spec.id.dataset}"
         if setting is None:
             advice = "the dataset and the model do not fit on this GPU: ask for a larger one"
         else:
@@ -219,16 +239,16 @@ def out_of_memory(spec: dict, stage: str, setting: str | None = None):
 
 def _diverged(spec, epoch: int, progress) -> None:
     """The loss stopped being finite: fail the run, or note it and let the run end here."""
-    if spec["train"]["on_diverge"] == "fail":
+    if spec.train["on_diverge"] == "fail":
         raise RunFailed(
-            f"run {spec['dataset']}/{spec['experiment']}/seed{spec['seed']} diverged in epoch "
+            f"run {spec.id.name} diverged in epoch "
             f"{epoch} (loss is not finite); lower lr or set train.on_diverge: stop"
         )
     progress.note(f"diverged in epoch {epoch}: loss is not finite; stopping")
 
 
 def _epoch_row(epoch: int, result: EpochResult, parts: RunParts, train_time: float) -> dict:
-    """The epoch's values of runlog.EPOCH_SERIES but its time: training, then evaluation."""
+    """The epoch's values of runlog.EPOCH_SERIES but epoch_time: training, then evaluation."""
     net, batch = parts.network.model, parts.eval_batch_size
     val = evaluate(net, parts.data, "val", batch)
     test = evaluate(net, parts.data, "test", batch)
@@ -243,5 +263,6 @@ def _epoch_row(epoch: int, result: EpochResult, parts: RunParts, train_time: flo
         "test_acc": test.acc,
         "train_subset_acc": subset.acc,
         "lr": result.lr,
+        "train_time": train_time,
         "images_per_s": parts.data.size("train") / train_time,
     }

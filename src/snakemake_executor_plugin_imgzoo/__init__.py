@@ -14,7 +14,7 @@ this one process watches them all.
   sees one sacct call per interval however many runs are in flight.
 - `cancel_jobs` (Ctrl-C) scancels every job this process submitted.
 
-Only the `train` rule is a job of this executor: every other rule must be a `localrules` one (it
+Only the `train` rule is a job of this executor: every other rule must say `localrule: True` (it
 then runs here, in Snakemake's own process tree), which is checked before anything runs. The rule's
 log gets the run's job id, its state changes and the final line; a failure is also Snakemake's
 error message for the rule.
@@ -34,8 +34,10 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-from imgzoo import slurm_status, slurm_submit
+from imgzoo import slurm_resources, slurm_status, slurm_submit
 from imgzoo.errors import ImgzooError
+from imgzoo.slurm_runs import pack_name
+from imgzoo.spec import RunId, RunSpec, Settings
 
 TRAINING_RULE = "train"
 # Per status round, how long the failure messages of jobs killed from outside may wait for
@@ -88,8 +90,8 @@ class Executor(RemoteExecutor):
         ]
         if remote:
             raise WorkflowError(
-                f"executor imgzoo submits only the '{TRAINING_RULE}' rule to SLURM; "
-                f"add {', '.join(sorted(remote))} to the workflow's localrules"
+                f"executor imgzoo submits only the '{TRAINING_RULE}' rule to SLURM; mark "
+                f"{', '.join(sorted(remote))} `localrule: True`"
             )
 
     # ---- submitting -------------------------------------------------------------------------
@@ -135,7 +137,7 @@ class Executor(RemoteExecutor):
         if not runs:
             return
         try:
-            submitted = slurm_submit.submit(runs, max_requeues=jobs[0].params.max_requeues)
+            submitted = slurm_submit.submit(runs, max_requeues=max_requeues(jobs[0]))
         except (ImgzooError, OSError) as e:
             for job in jobs:
                 self.fail_before_submission(job, str(e))
@@ -156,7 +158,7 @@ class Executor(RemoteExecutor):
             self.report_job_submission(info)
         first = submitted[0]
         if len(runs) > 1:
-            name = slurm_submit.pack_name([run.spec for run in runs])
+            name = pack_name([run.run_spec.id for run in runs])
             self.logger.info(
                 f"{name}: SLURM job {first.job_id}, {len(runs)} runs side by side "
                 f"(logs: {first.job_log}, and each run's own)"
@@ -218,18 +220,27 @@ class Executor(RemoteExecutor):
 
 
 def training_run(job) -> slurm_submit.TrainingRun:
-    """The run a train job stands for, as its SLURM job gets it (from the rule's params, input,
-    threads, and the resources that say how runs share a job)."""
-    fraction = job.resources.get("gpu_mem_fraction")
+    """The run a train job stands for, as its SLURM job gets it: its identity from the rule's
+    wildcards and params, its settings from the params, its resources from the job's Snakemake
+    resources (so that a new time limit or partition takes effect at once, re-running nothing)."""
+    w = job.wildcards
+    spec = RunSpec(
+        RunId(job.params.study, w.experiment, w.dataset, int(w.seed)),
+        Settings.from_dict(json.loads(job.params.settings)),
+        slurm_resources.from_snakemake(job.resources),
+    )
     return slurm_submit.training_run(
-        json.loads(job.params.spec),
+        spec,
         job.input.data,
         job.params.outdir,
-        job.params.slurm_logs,
+        job.resources.get(slurm_resources.LOG_FOLDER),
         threads=job.threads,
         compile_cache=job.params.compile_cache,
-        gpu_mem_fraction=float(fraction) if fraction else None,
     )
+
+
+def max_requeues(job) -> int:
+    return int(job.resources.get(slurm_resources.MAX_REQUEUES) or 0)
 
 
 def pack_size(job) -> int:
@@ -240,20 +251,13 @@ def pack_size(job) -> int:
 
 
 def pack_key(job) -> str | None:
-    """What runs must share to go into one job: the SLURM resources they ask for, the pack's
-    size, each run's GPU memory share and threads, the requeues allowed. None: a job that goes
-    alone."""
+    """What runs must share to go into one job: the SLURM resources they ask for (the pack's
+    size and each run's GPU memory share among them), threads, the requeues allowed. None: a job
+    that goes alone."""
     if pack_size(job) <= 1:
         return None
     try:
-        resources = json.loads(job.params.spec)["resources"]
-        key = [
-            resources,
-            pack_size(job),
-            job.resources.get("gpu_mem_fraction"),
-            job.threads,
-            job.params.max_requeues,
-        ]
+        key = [slurm_resources.from_snakemake(job.resources), job.threads, max_requeues(job)]
     except (AttributeError, KeyError, TypeError, ValueError):
         return None  # submit() says what is wrong with it
     return json.dumps(key, sort_keys=True)

@@ -23,13 +23,15 @@ rule tables:
         ),
     log:
         LAYOUT.log("aggregate", "tables.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         out_dir=lambda w, output: os.path.dirname(output.runs_csv),
         same_as=repeated_runs(),
+        labels=run_labels(),
     shell:
-        "imgzoo tables --out-dir {params.out_dir:q} --same-as {params.same_as:q}"
+        "imgzoo tables --out-dir {params.out_dir:q} --same-as {params.same_as:q} --labels {params.labels:q}"
         " {input:q} > {log:q} 2>&1"
 
 
@@ -46,15 +48,17 @@ rule reproduction:
         ),
     log:
         LAYOUT.log("aggregate", "reproduction.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv),
         published=published_json(),
         same_as=repeated_runs(),
+        labels=run_labels(),
     shell:
         "imgzoo reproduction --published {params.published:q} --out-dir {params.out_dir:q}"
-        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
 rule comparisons:
@@ -70,15 +74,17 @@ rule comparisons:
         ),
     log:
         LAYOUT.log("aggregate", "comparisons.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv),
         pairs=comparisons_json(),
         same_as=repeated_runs(),
+        labels=run_labels(),
     shell:
         "imgzoo compare --pairs {params.pairs:q} --out-dir {params.out_dir:q}"
-        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
 # The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
@@ -96,15 +102,17 @@ rule headline:
         ),
     log:
         LAYOUT.log("aggregate", "headline.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         out_dir=lambda w, output: os.path.dirname(output.csv),
         published=published_json(),
         same_as=repeated_runs(),
+        labels=run_labels(),
     shell:
         "imgzoo headline --published {params.published:q} --out-dir {params.out_dir:q}"
-        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
 rule curves:
@@ -119,13 +127,15 @@ rule curves:
         ),
     log:
         LAYOUT.log("aggregate", "curves-{dataset}.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         same_as=lambda w: repeated_runs(w.dataset),
+        labels=lambda w: run_labels(w.dataset),
     shell:
         "imgzoo curves --title {wildcards.dataset} --out {output:q}"
-        " --same-as {params.same_as:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
 rule weight_grid:
@@ -141,6 +151,7 @@ rule weight_grid:
         ),
     log:
         LAYOUT.log("aggregate", "weights-{dataset}-{experiment}-seed{seed}.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     shell:
@@ -159,11 +170,13 @@ rule sweep_plot:
         ),
     log:
         LAYOUT.log("aggregate", "sweep-{dataset}-{sweep}.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:
         metric=lambda w: STUDY.sweeps[w.sweep]["metric"],
         same_as=lambda w: repeated_runs(w.dataset, w.sweep),
+        labels=lambda w: run_labels(w.dataset, w.sweep),
     shell:
         "imgzoo sweep-plot --sweep {wildcards.sweep:q} --metric {params.metric}"
-        " --same-as {params.same_as:q} --out {output:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --labels {params.labels:q} --out {output:q} {input:q} > {log:q} 2>&1"

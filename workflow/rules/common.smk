@@ -6,15 +6,15 @@
 
 import json
 import os
-import shlex
 import sys
 
 from imgzoo.cli import put_command_on_path
 from imgzoo.gpus import local_limit as local_gpu_limit
-from imgzoo.config import load_study
+from imgzoo.config import Run, load_study
 from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view
-from imgzoo.slurm_submit import run_log_folder
+from imgzoo.slurm_resources import as_snakemake
+from imgzoo.slurm_runs import run_log_folder
 
 try:
     STUDY = load_study(
@@ -38,45 +38,32 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-def run_spec(wildcards):
-    spec = STUDY.run_spec(wildcards.dataset, wildcards.experiment, int(wildcards.seed))
-    return json.dumps(spec, sort_keys=True)
+def run_of(wildcards):
+    return Run(wildcards.dataset, wildcards.experiment, int(wildcards.seed))
 
 
-def slurm_log_folder(wildcards):
-    return run_log_folder(
-        STUDY.config["slurm"]["log_dir"],
-        wildcards.dataset,
-        wildcards.experiment,
-        wildcards.seed,
-    )
+def run_settings(wildcards):
+    """What decides the run's numbers: the train rule's params (imgzoo.spec.Settings)."""
+    return STUDY.spec(run_of(wildcards)).settings.to_json()
 
 
-def run_resources(wildcards, name):
-    return STUDY.resources(wildcards.experiment)[name]
+def run_resource(name):
+    """One of the train rule's Snakemake resources (imgzoo.slurm_resources): what its SLURM job
+    asks for. Resources, not params: changing them re-runs nothing."""
 
+    def resource(wildcards):
+        return as_snakemake(
+            STUDY.resources(wildcards.experiment),
+            max_requeues=STUDY.config["slurm"]["max_requeues"],
+            log_folder=run_log_folder(
+                STUDY.slurm_log_dir,
+                wildcards.dataset,
+                wildcards.experiment,
+                wildcards.seed,
+            ),
+        )[name]
 
-def gpu_mem_fraction(wildcards):
-    fraction = run_resources(wildcards, "gpu_mem_fraction")
-    return None if fraction is None else str(fraction)
-
-
-def slurm_extra(wildcards):
-    flags = run_resources(wildcards, "extra_sbatch")
-    return " ".join(shlex.quote(flag) for flag in flags) or None
-
-
-# Light rules stay on the login node when an executor plugin (profiles/slurm) runs the workflow.
-localrules:
-    prepare_dataset,
-    tables,
-    curves,
-    weight_grid,
-    sweep_plot,
-    reproduction,
-    comparisons,
-    headline,
-    all,
+    return resource
 
 
 def run_logs(dataset=None, sweep=None):
@@ -87,6 +74,11 @@ def run_logs(dataset=None, sweep=None):
 def repeated_runs(dataset=None, sweep=None):
     """Runs that show another run's numbers under their own name (`--same-as` JSON)."""
     return json.dumps(STUDY.repeats_of(STUDY.runs_of(dataset, sweep)))
+
+
+def run_labels(dataset=None, sweep=None):
+    """How the study names the experiments of those runs (`--labels` JSON)."""
+    return json.dumps(STUDY.labels_of(STUDY.runs_of(dataset, sweep)), sort_keys=True)
 
 
 def weight_grids():
@@ -112,7 +104,7 @@ def published_json():
 
 
 def comparisons_json():
-    return json.dumps(STUDY.comparisons())
+    return json.dumps(STUDY.comparisons)
 
 
 def all_outputs():
@@ -122,7 +114,7 @@ def all_outputs():
         LAYOUT.table("summary"),
         LAYOUT.table("headline", "rst"),
         *([LAYOUT.table("reproduction")] if STUDY.published() else []),
-        *([LAYOUT.table("comparisons")] if STUDY.comparisons() else []),
+        *([LAYOUT.table("comparisons")] if STUDY.comparisons else []),
         *[LAYOUT.curves(d) for d in datasets],
         *weight_grids(),
         *sweep_plots(),

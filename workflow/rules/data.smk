@@ -3,6 +3,7 @@ rule prepare_dataset:
         LAYOUT.data(),
     log:
         LAYOUT.log("data", "{dataset}.log"),
+    localrule: True
     conda:
         "../../environment.yml"
     params:

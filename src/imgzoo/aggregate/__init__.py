@@ -1,16 +1,17 @@
 """Aggregation: run logs in, tables and figures out.
 
-- `tables.write_tables(log_paths, out_dir, same_as=())`: runs.{csv,md,html}, summary.{csv,md,html}
-- `curves.write_curves(log_paths, out_png, title=None, same_as=())`: accuracy and loss vs epoch
+- `tables.write_tables(log_paths, out_dir, ...)`: runs.{csv,md,html}, summary.{csv,md,html}
+- `curves.write_curves(log_paths, out_png, title=None, ...)`: accuracy and loss vs epoch
 - `weights.write_weight_grid(log_path, out_png)`: a run's first layer as grayscale tiles
-- `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=..., same_as=())`: metric vs
+- `sweeps.write_sweep_plot(log_paths, sweep_name, out_png, metric=..., ...)`: metric vs
   swept value
-- `reproduction.write_reproduction(log_paths, published, out_dir, same_as=())`: published
+- `reproduction.write_reproduction(log_paths, published, out_dir, ...)`: published
   numbers against ours
-- `comparisons.write_comparisons(log_paths, pairs, out_dir, same_as=())`: paired A − B over seeds
-- `headline.write_headline(log_paths, published, out_dir, same_as=())`: per dataset the best
+- `comparisons.write_comparisons(log_paths, pairs, out_dir, ...)`: paired A − B over seeds
+- `headline.write_headline(log_paths, published, out_dir, ...)`: per dataset the best
   experiment and the reproduction verdicts, also as reStructuredText for the report's front page
-(`same_as`: runs shown under another name, see `read_logs`.)
+(`same_as`: runs shown under another name; `labels`: how the study names its experiments; see
+`read_logs`.)
 
 It reads run logs only (h5py, numpy, pandas, matplotlib, scipy) and never imports torch, the
 models or the training loop: the aggregation rules then run in seconds anywhere, a login node
@@ -29,25 +30,26 @@ from imgzoo.atomic import atomic_output, atomic_write_text
 from imgzoo.errors import RunLogError
 
 
-def read_logs(log_paths, same_as=()) -> list[runlog.RunLog]:
+def read_logs(log_paths, same_as=(), labels=None) -> list[runlog.RunLog]:
     """Read every log, in the order given (the order decides the order of rows and lines); an
     item may also be a RunLog already in memory (an unfinished run's, say).
 
     `same_as` lists runs that repeat another run's settings and so were not trained again: each
-    entry {"log", "experiment", "sweep"} adds that log once more under the run's own name (and
-    sweep), its attribute `same_run_as` naming the experiment that trained it.
+    entry {"log", "experiment"} adds that log once more under the run's own name, its attribute
+    `same_run_as` naming the experiment that trained it. `labels` says how the study names its
+    experiments ({experiment: {"model", "sweep"}}, `imgzoo.config.Study.labels_of`): each log's
+    attributes `model` (the model as configured) and `sweep` (a sweep point's {name, base,
+    values}, JSON) come from it; without an entry, `model` is the run's family and it belongs to
+    no sweep.
 
     An unreadable log raises RunLogError naming its file: a table that silently lacks a run would
     be wrong without anyone noticing. So does a run passed twice, which would count twice.
     """
+    labels = labels or {}
     given = [p if isinstance(p, runlog.RunLog) else runlog.read(p) for p in log_paths]
     by_path = {str(log.path): log for log in given}
     repeats = [
-        shown_as(
-            by_path.get(str(entry["log"])) or runlog.read(entry["log"]),
-            entry["experiment"],
-            entry.get("sweep"),
-        )
+        shown_as(by_path.get(str(entry["log"])) or runlog.read(entry["log"]), entry["experiment"])
         for entry in same_as
     ]
     logs, seen = [], {}
@@ -60,40 +62,32 @@ def read_logs(log_paths, same_as=()) -> list[runlog.RunLog]:
                 "pass each run log once"
             )
         seen[key] = path
-        logs.append(log)
+        logs.append(labelled(log, labels.get(str(log.attrs["experiment"]))))
     return logs
 
 
-def shown_as(log: runlog.RunLog, experiment: str, sweep: dict | None) -> runlog.RunLog:
-    """`log` under another experiment name (and sweep): a run whose settings equal the logged
-    run's, which the workflow therefore did not train twice."""
-    config = {**run_config(log), "experiment": experiment}
-    config.pop("sweep", None)
-    if sweep:
-        config["sweep"] = sweep
+def shown_as(log: runlog.RunLog, experiment: str) -> runlog.RunLog:
+    """`log` under another experiment name: a run whose settings equal the logged run's, which
+    the workflow therefore did not train twice."""
+    attrs = {**log.attrs, "experiment": experiment, "same_run_as": str(log.attrs["experiment"])}
+    return dataclasses.replace(log, attrs=attrs)
+
+
+def labelled(log: runlog.RunLog, label: dict | None) -> runlog.RunLog:
+    """`log` with the attributes `model` and `sweep` of its experiment's label."""
+    label = label or {}
     attrs = {
         **log.attrs,
-        "experiment": experiment,
-        "config": json.dumps(config),
-        "same_run_as": str(log.attrs["experiment"]),
+        "model": str(label.get("model") or log.attrs["family"]),
+        "sweep": json.dumps(label.get("sweep")),
     }
     return dataclasses.replace(log, attrs=attrs)
 
 
-def run_config(log: runlog.RunLog) -> dict:
-    """The run's resolved config; RunLogError naming the file if its JSON is broken."""
-    try:
-        config = json.loads(log.attrs["config"])
-    except (TypeError, ValueError) as e:
-        raise RunLogError(f"{log.path}: run log's config attribute is not JSON ({e})") from e
-    if not isinstance(config, dict):
-        raise RunLogError(f"{log.path}: run log's config attribute is not a JSON object")
-    return config
-
-
 def sweep_of(log: runlog.RunLog) -> dict | None:
-    """The `sweep` entry of a run made by a sweep ({"name", "base", "values"}), else None."""
-    return run_config(log).get("sweep") or None
+    """The sweep of a run made by a sweep's point ({"name", "base", "values"}), else None (a
+    log read by `read_logs`)."""
+    return json.loads(log.attrs.get("sweep") or "null")
 
 
 def write_text(path, text: str) -> None:

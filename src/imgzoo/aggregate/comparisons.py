@@ -21,10 +21,9 @@ import numpy as np
 import pandas as pd
 
 from imgzoo.aggregate import read_logs
-from imgzoo.aggregate.tables import SELECTED, runs_frame, write_table
+from imgzoo.aggregate.tables import CONFIDENCE, SELECTED, runs_frame, write_table
 from imgzoo.errors import ConfigError
 
-CONFIDENCE = 0.95
 MIN_SEEDS = 2
 
 COLUMNS = (
@@ -177,11 +176,11 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_comparisons(log_paths, pairs, out_dir, same_as=()) -> None:
+def write_comparisons(log_paths, pairs, out_dir, same_as=(), labels=None) -> None:
     """Write comparisons.{csv,md,html} into `out_dir` (pairs and logs checked first; `same_as`:
     runs shown under another name, see `imgzoo.aggregate.read_logs`)."""
     pairs = comparison_pairs(pairs)
-    frame = comparisons_frame(runs_frame(read_logs(log_paths, same_as)), pairs)
+    frame = comparisons_frame(runs_frame(read_logs(log_paths, same_as, labels)), pairs)
     note = _NOTE if len(frame) else "No comparisons are configured for this study (compare:)."
     write_table(
         out_dir,

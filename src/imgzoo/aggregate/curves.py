@@ -116,13 +116,13 @@ def _legend(fig, handles) -> None:
         legend.remove()
 
 
-def write_curves(log_paths, out_png, title: str | None = None, same_as=()) -> None:
+def write_curves(log_paths, out_png, title: str | None = None, same_as=(), labels=None) -> None:
     """Draw the 4-panel curve figure of `log_paths` into `out_png` (12×8 in, dpi 100); `same_as`:
     runs drawn under another name too (see `imgzoo.aggregate.read_logs`)."""
     from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
-    logs = read_logs(log_paths, same_as)
+    logs = read_logs(log_paths, same_as, labels)
     groups = _experiments(logs)
     fig = new_figure((12, 8))
     axes = fig.subplots(2, 2, sharex=True).ravel()

@@ -122,11 +122,11 @@ def headline_rst(frame: pd.DataFrame) -> str:
     return f"{table}\n\n{_NOTE}\n"
 
 
-def write_headline(log_paths, published, out_dir, same_as=()) -> None:
+def write_headline(log_paths, published, out_dir, same_as=(), labels=None) -> None:
     """Write headline.{csv,md,html,rst} into `out_dir` (published numbers and logs checked
     first; `same_as`: runs shown under another name, see `imgzoo.aggregate.read_logs`)."""
     published = published_entries(published)
-    runs = runs_frame(read_logs(log_paths, same_as))
+    runs = runs_frame(read_logs(log_paths, same_as, labels))
     frame = headline_frame(summary_frame(runs), reproduction_frame(runs, published))
     # the CSV's cell of tied names: names may hold ", " (a swept list) but never "; "
     data = frame.assign(best=["; ".join(names) for names in frame["best"]])

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from imgzoo.aggregate import read_logs
-from imgzoo.aggregate.tables import mean_std, percent, runs_frame, write_table
+from imgzoo.aggregate.tables import CONFIDENCE, mean_std, percent, runs_frame, write_table
 from imgzoo.errors import ConfigError
 
 # What a published number measures -> our run-table metric that measures the same.
@@ -44,7 +44,6 @@ OURS = {
     "best_val": "best_val_acc",
     "final_val": "final_val_acc",
 }
-CONFIDENCE = 0.95
 
 MATCH, BEAT, MISS = "match", "beat", "miss"
 NO_RUNS, ONE_SEED = "no runs (n=0)", "one seed: no interval"
@@ -242,14 +241,14 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def write_reproduction(log_paths, published, out_dir, same_as=()) -> None:
+def write_reproduction(log_paths, published, out_dir, same_as=(), labels=None) -> None:
     """Write reproduction.{csv,md,html} into `out_dir` (`same_as`: runs shown under another
     name, see `imgzoo.aggregate.read_logs`).
 
     The published numbers are checked and every log is read before anything is written.
     """
     published = published_entries(published)
-    frame = reproduction_frame(runs_frame(read_logs(log_paths, same_as)), published)
+    frame = reproduction_frame(runs_frame(read_logs(log_paths, same_as, labels)), published)
     note = _NOTE if len(frame) else "No published numbers are given for this study."
     write_table(
         out_dir,

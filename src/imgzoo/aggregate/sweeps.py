@@ -13,6 +13,7 @@ import numbers
 
 import numpy as np
 
+from imgzoo import schema
 from imgzoo.aggregate import new_figure, read_logs, save_figure, sweep_of
 from imgzoo.aggregate.tables import ACCURACIES, METRICS, mean_std, run_row
 from imgzoo.errors import ConfigError
@@ -69,49 +70,68 @@ def write_sweep_plot(
     log_paths,
     sweep_name: str,
     out_png,
-    metric: str = "test_acc_at_best_val",
+    metric: str | None = None,
     x: str | None = None,
     same_as=(),
+    labels=None,
 ) -> None:
     """Plot `metric` of sweep `sweep_name` against its swept value `x` into `out_png`; `same_as`:
-    sweep points whose numbers are another run's (see `imgzoo.aggregate.read_logs`)."""
+    sweep points whose numbers are another run's (see `imgzoo.aggregate.read_logs`); `metric`
+    None: the schema's default of a sweep's metric."""
+    metric = metric or schema.default("sweeps", "metric")
     if metric not in METRICS:
         raise ConfigError(f"unknown sweep metric '{metric}' (known: {', '.join(METRICS)})")
-    x, base, rows = _points(read_logs(log_paths, same_as), sweep_name, x)
+    x, base, rows = _points(read_logs(log_paths, same_as, labels), sweep_name, x)
     datasets = list(dict.fromkeys(row["dataset"] for row in rows))
     xs_all = list(dict.fromkeys(row["values"].get(x) for row in rows))
     kind = _axis_kind(xs_all)
     scale = 100.0 if metric in ACCURACIES else 1.0
 
-    # line label -> x value -> the metric of every run (diverged runs marked as None)
-    lines: dict[str, dict] = {}
-    for row in rows:
-        label = _line_label(row["values"], x, row["dataset"], len(datasets) > 1)
-        value = None if row["status"] == "diverged" else row[metric]
-        lines.setdefault(label, {}).setdefault(row["values"].get(x), []).append(value)
-
     fig = new_figure((8, 5.5))
     ax = fig.add_subplot()
     position = {v: i for i, v in enumerate(xs_all)}  # categorical: config order
-    for label, points in lines.items():
+    for label, points in _lines(rows, x, metric, several_datasets=len(datasets) > 1).items():
         xs = sorted(points) if kind != "category" else list(points)
-        stats = [mean_std([v for v in points[p] if v is not None]) for p in xs]
         where = [position[p] for p in xs] if kind == "category" else xs
-        means = np.array([m for m, _ in stats]) * scale
-        stds = np.nan_to_num(np.array([s for _, s in stats]) * scale)  # one seed: no bar
-        ax.errorbar(where, means, yerr=stds, marker="o", capsize=4, label=label or None)
-        # a point whose every seed diverged has no mean: mark it on the axis floor instead
-        lost = [w for w, p in zip(where, xs, strict=True) if all(v is None for v in points[p])]
-        if lost:
-            ax.plot(
-                lost,
-                [0.02] * len(lost),
-                "x",
-                color="red",
-                markersize=9,
-                transform=ax.get_xaxis_transform(),
-                label="all seeds diverged",
-            )
+        _draw_line(ax, label, where, [points[p] for p in xs], scale)
+    _x_axis(ax, x, kind, xs_all)
+    ax.set_ylabel(f"{metric} (%)" if scale == 100.0 else metric)
+    ax.grid(alpha=0.3)
+    handles, names = ax.get_legend_handles_labels()
+    if names:
+        unique = dict(zip(names, handles, strict=True))  # one "all seeds diverged" entry
+        ax.legend(unique.values(), unique.keys(), fontsize=9)
+    ax.set_title(
+        f"sweep {sweep_name} (base {base}) on {', '.join(datasets)}\n"
+        f"{metric}: mean ± std over seeds"
+    )
+    save_figure(fig, out_png)
+
+
+def _lines(rows, x: str, metric: str, several_datasets: bool) -> dict[str, dict]:
+    """Line label -> x value -> the metric of every run (None for a diverged run)."""
+    lines: dict[str, dict] = {}
+    for row in rows:
+        label = _line_label(row["values"], x, row["dataset"], several_datasets)
+        value = None if row["status"] == "diverged" else row[metric]
+        lines.setdefault(label, {}).setdefault(row["values"].get(x), []).append(value)
+    return lines
+
+
+def _draw_line(ax, label: str, where: list, values: list[list], scale: float) -> None:
+    """One line: mean ± std over seeds at each point; a point whose every seed diverged has no
+    mean, and is marked on the axis floor instead."""
+    stats = [mean_std([v for v in point if v is not None]) for point in values]
+    means = np.array([m for m, _ in stats]) * scale
+    stds = np.nan_to_num(np.array([s for _, s in stats]) * scale)  # one seed: no bar
+    ax.errorbar(where, means, yerr=stds, marker="o", capsize=4, label=label or None)
+    lost = [w for w, point in zip(where, values, strict=True) if all(v is None for v in point)]
+    if lost:
+        ax.plot(lost, [0.02] * len(lost), "x", color="red", markersize=9,
+                transform=ax.get_xaxis_transform(), label="all seeds diverged")
+
+
+def _x_axis(ax, x: str, kind: str, xs_all: list) -> None:
     if kind == "log":
         ax.set_xscale("log")
     if kind == "category":
@@ -120,14 +140,3 @@ def write_sweep_plot(
         ax.set_xticks(sorted(xs_all), [f"{v:g}" for v in sorted(xs_all)])
         ax.minorticks_off()
     ax.set_xlabel(x)
-    ax.set_ylabel(f"{metric} (%)" if scale == 100.0 else metric)
-    ax.grid(alpha=0.3)
-    handles, labels = ax.get_legend_handles_labels()
-    if labels:
-        unique = dict(zip(labels, handles, strict=True))  # one "all seeds diverged" entry
-        ax.legend(unique.values(), unique.keys(), fontsize=9)
-    ax.set_title(
-        f"sweep {sweep_name} (base {base}) on {', '.join(datasets)}\n"
-        f"{metric}: mean ± std over seeds"
-    )
-    save_figure(fig, out_png)

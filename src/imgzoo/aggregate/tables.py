@@ -39,7 +39,11 @@ ACCURACIES = (
 )
 # The metric that ranks experiments: test accuracy at the epoch the validation set chose.
 SELECTED = "test_acc_at_best_val"
-METRICS = (*ACCURACIES, "train_time_s", "images_per_s")
+# The confidence of every interval over seeds (reproduction verdicts, paired comparisons).
+CONFIDENCE = 0.95
+# train_time_s: seconds of training steps; wall_time_s: seconds the whole run took (setup,
+# training, evaluation; every attempt of a requeued run together).
+METRICS = (*ACCURACIES, "train_time_s", "wall_time_s", "images_per_s")
 
 RUN_COLUMNS = (
     "dataset",
@@ -49,7 +53,7 @@ RUN_COLUMNS = (
     "model",
     "status",
     "params",
-    "epochs",
+    "epochs_completed",
     "best_epoch",
     *METRICS,
     "diverged_epoch",
@@ -63,12 +67,13 @@ SUMMARY_KEYS = (
     "n_seeds",
     "n_diverged",
     "params",
-    "epochs",
+    "epochs_planned",
 )
 
 # Display precision (Markdown / HTML): accuracies are shown in percent.
-_DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "images_per_s": 0}
-_SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "images_per_s": 1.0}
+_DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "wall_time_s": 1, "images_per_s": 0}
+_SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "wall_time_s": 1.0,
+          "images_per_s": 1.0}
 
 # Columns aligned left in Markdown; every other column holds numbers and is aligned right.
 TEXT_COLUMNS = ("dataset", "sweep", "experiment", "best", "model", "status", "same_run_as")
@@ -100,7 +105,7 @@ def run_row(log) -> dict:
     if np.isfinite(val).any():
         best = int(np.nanargmax(val))  # first maximum: ties go to the earliest epoch
         best_epoch, best_val, at_best = int(epoch[best]), float(val[best]), float(test[best])
-    times, speeds = _finite(series["epoch_time"]), _finite(series["images_per_s"])
+    times, speeds = _finite(series["train_time"]), _finite(series["images_per_s"])
     sweep = sweep_of(log)
     diverged_epoch = int(attrs.get("diverged_epoch", -1))
     return {
@@ -108,10 +113,10 @@ def run_row(log) -> dict:
         "sweep": str(sweep["name"]) if sweep else "",
         "experiment": str(attrs["experiment"]),
         "seed": int(attrs["seed"]),
-        "model": str(attrs["model"]),
+        "model": str(attrs.get("model") or attrs["family"]),  # the label read_logs gives
         "status": str(attrs["status"]),
         "params": int(attrs["num_params"]),
-        "epochs": int(attrs["epochs_completed"]),
+        "epochs_completed": int(attrs["epochs_completed"]),
         "epochs_planned": int(attrs["epochs_planned"]),
         "best_epoch": best_epoch,
         "test_acc_at_best_val": at_best,
@@ -120,6 +125,7 @@ def run_row(log) -> dict:
         "final_val_acc": _last(val),
         "train_subset_acc": _last(_finite(series["train_subset_acc"])),
         "train_time_s": float(np.nansum(times)) if np.isfinite(times).any() else np.nan,
+        "wall_time_s": float(attrs.get("wall_time_s", np.nan)),
         "images_per_s": float(np.nanmean(speeds)) if np.isfinite(speeds).any() else np.nan,
         "diverged_epoch": diverged_epoch if diverged_epoch >= 0 else None,
         # a run with the same settings as another was not trained again: whose numbers these are
@@ -173,7 +179,7 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
             "n_diverged": int((group["status"] == "diverged").sum()),
             "params": int(group["params"].iloc[0]),
             # what the experiment asked for: a diverged seed's completed count says less
-            "epochs": int(group["epochs_planned"].max()),
+            "epochs_planned": int(group["epochs_planned"].max()),
         }
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(good[metric])
@@ -277,14 +283,14 @@ def write_table(
     write_text(out_dir / f"{name}.html", _html(shown, title, note))
 
 
-def write_tables(log_paths, out_dir, same_as=()) -> None:
+def write_tables(log_paths, out_dir, same_as=(), labels=None) -> None:
     """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir` (`same_as`: runs shown
     under another name, see `imgzoo.aggregate.read_logs`).
 
     Every log is read before any file is written, so an unreadable log (RunLogError naming
     it) leaves the previous tables as they were.
     """
-    runs = runs_frame(read_logs(log_paths, same_as))
+    runs = runs_frame(read_logs(log_paths, same_as, labels))
     summary = summary_frame(runs)
     write_table(
         out_dir,

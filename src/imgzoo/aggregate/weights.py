@@ -61,8 +61,8 @@ def mosaic(tiles: np.ndarray) -> np.ndarray:
 def _tiles(log) -> np.ndarray:
     if log.first_layer is None:
         raise RunLogError(
-            f"{log.path}: run log has no first-layer weights (model '{log.attrs['model']}' "
-            "has no first-layer view); drop this run from the weight grids"
+            f"{log.path}: run log has no first-layer weights (model family "
+            f"'{log.attrs['family']}' has no first-layer view); drop this run from the weight grids"
         )
     tiles = np.asarray(log.first_layer)
     if tiles.ndim != 3 or 0 in tiles.shape:

@@ -13,16 +13,13 @@ checks and for `create`'s, and a test holds the two together. The arguments of
 """
 
 import importlib
-import inspect
 
 from imgzoo.errors import unknown_name
 from imgzoo.models import arguments, catalog
 
-# Every builder takes these; they come from the dataset, not from model_args.
-_DATA_PARAMS = ("num_classes", "image_size", "in_chans")
 
-
-def _builder(family: str):
+def builder(family: str):
+    """The function that builds `family` (its keyword parameters are the model arguments)."""
     module = importlib.import_module(catalog.FAMILIES[family][0])
     return getattr(module, f"build_{family}", None) or module.build
 
@@ -40,26 +37,9 @@ def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **mod
         raise unknown_name("model", name, catalog.known_models()) from None
     arguments.check_model_args(family, args)  # names and values, before a (slow) build
     normalizer = args.pop("normalizer", "fixed")
-    builder = _builder(family)
-    model = builder(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
+    build = builder(family)
+    model = build(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
     return input_normalizer.attach(model, normalizer, in_chans, family)
-
-
-def default_args(name: str) -> dict:
-    """Every model argument of a family or preset with the value `create` uses when the config
-    gives none: the builder's defaults, overridden by the preset's. Tuples come back as lists,
-    as a config writes them."""
-    try:
-        family, preset_args = catalog.resolve(name)
-    except KeyError:
-        raise unknown_name("model", name, catalog.known_models()) from None
-    params = inspect.signature(_builder(family)).parameters.values()
-    defaults = {
-        p.name: list(p.default) if isinstance(p.default, tuple) else p.default
-        for p in params
-        if p.name not in _DATA_PARAMS and p.default is not inspect.Parameter.empty
-    }
-    return {**defaults, "normalizer": "fixed", **preset_args}  # `fixed`: the dataset's mean/std
 
 
 def first_layer_tiles(model):

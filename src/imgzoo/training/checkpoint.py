@@ -3,7 +3,8 @@
 Every file is written to a temporary name in the same folder and renamed, so a kill or a full
 disk leaves the previous complete file (or none), never a truncated one. Checkpoints are loaded
 with `weights_only=True` (tensors and plain Python values only: loading runs no pickled code)
-and only resume the run whose fully resolved settings wrote them.
+and only resume a run whose settings (`RunSpec.key()`: what decides its numbers, not its
+resources) wrote them.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import torch
 
 from imgzoo.atomic import atomic_output, stale_temporaries
 from imgzoo.errors import CheckpointError
+from imgzoo.spec import RunId, RunSpec, Settings
 
 FORMAT = "imgzoo.checkpoint"
-# 2: the history holds the best-validation epoch (model_best.pt).
-VERSION = 2
+# 3: keyed by the run's settings (resources left out); the history's `started`, `wall_time_s`.
+# 2: the history holds the best-validation epoch (model_best.pt); keyed by the whole spec.
+VERSION = 3
 
 
 def save_atomic(obj, path: str | os.PathLike) -> None:
@@ -36,17 +39,13 @@ def remove_temporaries(folder: Path, names) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _spec_key(spec: dict) -> str:
-    return json.dumps(spec, sort_keys=True)
-
-
-def save(path, *, spec: dict, epoch: int, model, optimizer, history: dict) -> None:
+def save(path, *, spec: RunSpec, epoch: int, model, optimizer, history: dict) -> None:
     """The state at the end of `epoch`: enough to run epoch + 1 as if nothing had stopped."""
     save_atomic(
         {
             "format": FORMAT,
             "version": VERSION,
-            "spec": _spec_key(spec),
+            "spec": spec.key(),
             "epoch": epoch,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
@@ -56,7 +55,7 @@ def save(path, *, spec: dict, epoch: int, model, optimizer, history: dict) -> No
     )
 
 
-def load(path, spec: dict) -> dict | None:
+def load(path, spec: RunSpec) -> dict | None:
     """The checkpoint at `path` (keys `epoch`, `model`, `optimizer`, `history`), or None when
     there is none or it belongs to other settings (with a warning: the run starts afresh).
     CheckpointError naming the file when it is unreadable or not an imgzoo checkpoint."""
@@ -66,15 +65,28 @@ def load(path, spec: dict) -> dict | None:
     state = _load(path, "checkpoint")
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an imgzoo checkpoint; delete it to start afresh")
+    if state.get("version") == 2:
+        state = _from_v2(state)
     if state.get("version") != VERSION:
         warnings.warn(
             f"{path} was written by another version of imgzoo: starting afresh", stacklevel=2
         )
         return None
-    if state["spec"] != _spec_key(spec):
+    if state["spec"] != spec.key():
         warnings.warn(f"{path} was written with other settings: starting afresh", stacklevel=2)
         return None
     return state
+
+
+def _from_v2(state: dict) -> dict:
+    """A version-2 checkpoint (keyed by the whole spec, resources included) as version 3, so that
+    a run interrupted before the upgrade resumes where its settings are unchanged."""
+    old = json.loads(state["spec"])
+    settings = Settings.from_dict({k: old[k] for k in ("family", "model_args", "train", "data")})
+    key = RunSpec(RunId("", old["experiment"], old["dataset"], old["seed"]), settings).key()
+    history = dict(state["history"])
+    history["started"] = history.pop("start_time", None)
+    return {**state, "version": VERSION, "spec": key, "history": history}
 
 
 def load_weights(path) -> dict:

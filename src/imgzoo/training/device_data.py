@@ -16,8 +16,8 @@ from collections.abc import Iterator
 import torch
 
 from imgzoo import augment
+from imgzoo.data.store import SPLITS
 
-SPLITS = ("train", "val", "test")
 # A fixed, class-balanced subset of `train`, evaluated without augmentation every epoch.
 TRAIN_SUBSET = "train_subset"
 

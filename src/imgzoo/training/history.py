@@ -3,16 +3,17 @@ best-validation epoch, when and where it ran) and the run log built from it at t
 
 from __future__ import annotations
 
-import json
 import platform
 import socket
 import sys
+import time
 
 import numpy as np
 import torch
 
 import imgzoo
 from imgzoo import runlog
+from imgzoo.spec import RunSpec
 
 
 class History:
@@ -22,27 +23,38 @@ class History:
         state = state or {}
         self.epochs: dict[str, list] = state.get("epochs") or {k: [] for k in runlog.EPOCH_SERIES}
         self.steps: dict[str, list] = state.get("steps") or {"loss": [], "lr": []}
-        self.start_time: str = state.get("start_time") or runlog.now()  # of the first attempt
+        self.started: str = state.get("started") or runlog.now()  # of the first attempt
         self.slurm_job_ids: list[str] = state.get("slurm_job_ids", [])
         # The epoch of the best validation accuracy so far (ties: the earliest, as the tables
         # select), whose weights are model_best.pt; -1 before any epoch has completed.
         self.best_epoch: int = state.get("best_epoch", -1)
         self.best_val_acc: float = state.get("best_val_acc", -np.inf)
+        # Seconds the earlier attempts ran, and when this one began (time.monotonic).
+        self._earlier_wall_time_s: float = state.get("wall_time_s", 0.0)
+        self._attempt_began: float = time.monotonic()
 
     def state(self) -> dict:
         return {
             "epochs": self.epochs,
             "steps": self.steps,
-            "start_time": self.start_time,
+            "started": self.started,
             "slurm_job_ids": self.slurm_job_ids,
             "best_epoch": self.best_epoch,
             "best_val_acc": self.best_val_acc,
+            "wall_time_s": self.wall_time_s,
         }
 
-    def add_attempt(self, slurm_job_id: str | None) -> None:
-        """A SLURM job that runs (part of) the run; a requeued job keeps its id."""
+    def begin_attempt(self, slurm_job_id: str | None, began: float) -> None:
+        """An attempt at the run began at `began` (time.monotonic), in a SLURM job (a requeued
+        job keeps its id) or not."""
+        self._attempt_began = began
         if slurm_job_id and slurm_job_id not in self.slurm_job_ids:
             self.slurm_job_ids.append(slurm_job_id)
+
+    @property
+    def wall_time_s(self) -> float:
+        """Seconds the run has run so far, every attempt together (queueing not included)."""
+        return self._earlier_wall_time_s + (time.monotonic() - self._attempt_began)
 
     def add_epoch(self, row: dict, step_losses, step_lrs) -> bool:
         """Record one epoch (`row` holds every name of runlog.EPOCH_SERIES); True when its
@@ -60,9 +72,25 @@ class History:
     def epochs_completed(self) -> int:
         return len(self.epochs["epoch"])
 
+    def attrs(self, spec: RunSpec, *, num_params: int, status: str, ended: str = "",
+              diverged_epoch: int = -1) -> dict:
+        """The run log's attributes for the run so far (imgzoo.runlog.run_attrs)."""
+        return runlog.run_attrs(
+            spec.to_dict(),
+            num_params=num_params,
+            status=status,
+            epochs_completed=self.epochs_completed,
+            best_epoch=self.best_epoch,
+            started=self.started,
+            ended=ended,
+            diverged_epoch=diverged_epoch,
+            wall_time_s=self.wall_time_s,
+            slurm_job_ids=self.slurm_job_ids,
+        )
+
 
 def run_log(
-    spec: dict,
+    spec: RunSpec,
     history: History,
     *,
     status: str,
@@ -74,25 +102,10 @@ def run_log(
     first_layer: tuple[np.ndarray, str] | None,
 ) -> runlog.RunLog:
     """The run log of a finished run: `confusion` and `first_layer` are the best model's."""
+    attrs = history.attrs(spec, num_params=num_params, status=status, ended=runlog.now(),
+                          diverged_epoch=diverged_epoch)
     return runlog.RunLog(
-        attrs={
-            "experiment": spec["experiment"],
-            "model": spec["model"],
-            "family": spec["family"],
-            "dataset": spec["dataset"],
-            "seed": spec["seed"],
-            "config": json.dumps(spec),
-            "num_params": num_params,
-            "status": status,
-            "diverged_epoch": diverged_epoch,
-            "best_epoch": history.best_epoch,
-            "epochs_planned": spec["train"]["epochs"],
-            "epochs_completed": history.epochs_completed,
-            "start_time": history.start_time,
-            "end_time": runlog.now(),
-            "slurm_job_ids": ",".join(history.slurm_job_ids),
-            **provenance(device),
-        },
+        attrs={**attrs, **provenance(device)},
         epochs={k: np.asarray(v) for k, v in history.epochs.items()},
         confusion=confusion,
         class_names=list(class_names),

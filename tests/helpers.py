@@ -1,0 +1,64 @@
+"""What many test files share: where the checkout and its tools are, the one way tests run
+Snakemake, and the model arguments a run gets by default (for tests that pin resolved settings)."""
+
+from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from imgzoo.models import builder, catalog
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def environment(**extra: str) -> dict:
+    """The tests' environment with the venv's commands first on PATH (the rules call `imgzoo`)."""
+    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", **extra}
+
+
+def snakemake_command(
+    workdir: Path, *args: str, profile: str | None = None, configfile: Path | None = None
+) -> list[str]:
+    """The repository's workflow run in `workdir`, with a profile of profiles/ and a study file
+    (default `workdir/config.yaml` where it exists). `--configfile` takes several values: it
+    goes last, after any target."""
+    command = [str(BIN / "snakemake")]
+    if profile:
+        command += ["--profile", str(REPO / "profiles" / profile)]
+    command += [*args, "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
+    configfile = configfile or workdir / "config.yaml"
+    if configfile.exists():
+        command += ["--configfile", str(configfile)]
+    return command
+
+
+def snakemake(
+    workdir: Path, *args: str, profile: str | None = None, configfile: Path | None = None,
+    timeout: int = 600, env: dict | None = None,
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        snakemake_command(workdir, *args, profile=profile, configfile=configfile),
+        cwd=workdir,
+        env=env or environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def default_model_args(name: str) -> dict:
+    """Every model argument of a family or preset with the value a run gets when the config
+    gives none: the builder's defaults, then the preset's (tuples as lists, as a config writes
+    them). KeyError for an unknown name."""
+    family, preset_args = catalog.resolve(name)
+    defaults = {
+        p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+        for p in inspect.signature(builder(family)).parameters.values()
+        if p.name not in ("num_classes", "image_size", "in_chans")
+        and p.default is not inspect.Parameter.empty
+    }
+    return {**defaults, "normalizer": "fixed", **preset_args}
