@@ -1,21 +1,14 @@
 """The workflow end to end: a small grid through real Snakemake runs in a temporary folder."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import snakemake
 
 from imgzoo import runlog
 from imgzoo.paths import Layout
-
-REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 
 CONFIG = {
     "name": "grid",
@@ -33,22 +26,6 @@ CONFIG = {
     },
 }
 LAYOUT = Layout(CONFIG["name"])
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-    # --configfile takes several values: it goes last, after any target.
-    command = [
-        str(BIN / "snakemake"),
-        *args,
-        "-s",
-        str(REPO / "Snakefile"),
-        "-d",
-        str(workdir),
-        "--configfile",
-        str(workdir / "config.yaml"),
-    ]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -109,21 +86,6 @@ def test_second_run_has_nothing_to_do_and_report_builds(finished):
     assert report.returncode == 0, report.stderr[-2000:]
     html = (finished / LAYOUT.report).read_text()
     assert "curves.png" in html and "summary.html" in html and "first_layer.png" in html
-
-
-@pytest.mark.slow
-def test_packing_a_finished_study_re_runs_nothing(finished):
-    # How runs share a SLURM job is no part of a run's settings (the train rule's params)
-    config = finished / "config.yaml"
-    original = config.read_text()
-    packed = {**CONFIG, "resources": {"pack": 4, "gpu_mem_fraction": 0.25}}
-    try:
-        config.write_text(yaml.safe_dump(packed))
-        again = snakemake(finished, "-n", "--cores", "2")
-    finally:
-        config.write_text(original)
-    assert again.returncode == 0, again.stderr[-2000:]
-    assert "Nothing to be done" in again.stderr + again.stdout, again.stdout[-2000:]
 
 
 @pytest.mark.slow
