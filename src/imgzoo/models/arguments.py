@@ -34,8 +34,9 @@ PERCEIVER_IO_INPUTS = ("flat", "pixels")
 PERCEIVER_IO_QUERIES = ("single", "per_class")
 INPUT_NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
 
-# Arguments every family takes; `create` applies them around the builder.
-COMMON = {"normalizer": INPUT_NORMALIZERS}
+# Arguments every family takes; `create` applies them around the builder. head_outputs: the
+# head's width when it should be wider than the dataset's classes (null: one per class).
+COMMON = {"normalizer": INPUT_NORMALIZERS, "head_outputs": POSITIVE_INT_OR_NONE}
 
 _RESNET = {"stem": RESNET_STEMS, "norm": RESNET_NORMS, "mixstyle": MIXSTYLE_STAGES}
 _PERCEIVER_COMMON = {
