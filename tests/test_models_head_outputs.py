@@ -8,6 +8,7 @@ import torch
 import imgzoo.models as models
 from imgzoo.config import Study
 from imgzoo.errors import ConfigError
+from imgzoo.models import catalog
 from imgzoo.training.evaluate import confusion_matrix
 
 
@@ -37,6 +38,12 @@ def test_a_head_narrower_than_the_classes_is_refused():
     with pytest.raises(ConfigError, match="head_outputs=0 must be a positive integer"):
         Study({"datasets": ["digits"],
                "experiments": {"x": {"model": "mlp", "model_args": {"head_outputs": 0}}}})
+
+
+def test_only_study_twos_source_ran_1000_logits():
+    wide = {n for n, p in catalog.PRESETS.items() if p["model_args"].get("head_outputs")}
+    assert wide and all(n.startswith(("c100-", "toy-", "vit-1", "vit-aux", "vitn-")) for n in wide)
+    assert "c100-resnet18-tnc" not in wide  # its "tailor num classes" run
 
 
 def test_a_prediction_beyond_the_classes_is_wrong_and_has_no_column():
