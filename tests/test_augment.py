@@ -149,7 +149,7 @@ def _only(monkeypatch, names, pool=augment.RANDOM_OPS):
 @pytest.mark.parametrize("name", augment.COIN_OPS)
 def test_flips_and_enhancements_keep_their_p_once_drawn(monkeypatch, name):
     # low contrast: autocontrast and equalise change it (equalise, from ~300 pixels on)
-    x = 0.3 + 0.4 * _images(1000, 3, 32)
+    x = 0.3 + 0.4 * _images(400, 3, 32)
     done = {
         "hflip": x.flip(-1),
         "vflip": x.flip(-2),
@@ -161,7 +161,7 @@ def test_flips_and_enhancements_keep_their_p_once_drawn(monkeypatch, name):
     y = augment.build("random", 32)(x, _gen(5))
     applied = (y - done).flatten(1).abs().amax(1) < 1e-5
     kept = torch.equal(y[~applied], x[~applied])
-    assert kept and 0.45 < applied.float().mean() < 0.55
+    assert kept and 0.4 < applied.float().mean() < 0.6
 
 
 def test_an_operation_drawn_twice_is_applied_twice(monkeypatch):
@@ -232,7 +232,7 @@ def test_resized_crop_is_one_member_of_the_pool_not_applied_to_every_image(monke
     share = draws[draws >= 0].bincount(minlength=9) / (draws >= 0).sum()
     assert ((share - 1 / 9).abs() < 0.01).all()
 
-    x = 0.3 + 0.4 * _images(200, 3, 64)
+    x = 0.3 + 0.4 * _images(48, 3, 64)
     _only(monkeypatch, ["hflip"], pool)
     y = augment.build("random", 64)(x, _gen(5))
     # an image that drew only the flip is flipped or kept whole: it was not cropped
