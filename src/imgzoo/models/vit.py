@@ -60,9 +60,11 @@ def sincos_2d(grid_h: int, grid_w: int, dim: int, *, split: bool = True) -> torc
 class Attention(nn.Module):
     """Multi-head self-attention with the study-2 options.
 
+    qkv_bias: a bias on the q/k/v projection (nn.MultiheadAttention's in_proj_bias).
     rel_attn: Transformer-XL logits (q + u)·k_j + (q + v)·W_R R_{i-j}: the four terms content-
     content, content-position, global content bias u and global position bias v, with R a 1-D
-    sinusoid of the signed distance between tokens (CLS is token 0).
+    sinusoid of the signed distance between tokens (CLS is token 0); u and v start
+    N(0, vector_std²).
     diag_mask: a token may not attend to itself (its logit becomes the dtype's minimum).
     temperature: one learned scalar per layer; "log" learns log(1/τ) from 0 and multiplies the
     logits by exp(param), "vanilla" learns τ from 1 and divides.
@@ -154,7 +156,6 @@ class Attention(nn.Module):
         return F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale
         )
-
 
     @torch.no_grad()
     def init_as_multihead_attention(self) -> None:
