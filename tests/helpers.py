@@ -61,4 +61,5 @@ def default_model_args(name: str) -> dict:
         if p.name not in ("num_classes", "image_size", "in_chans")
         and p.default is not inspect.Parameter.empty
     }
-    return {**defaults, "normalizer": "fixed", **preset_args}
+    # `fixed`: the dataset's mean/std; head_outputs None: one logit per class of the dataset
+    return {**defaults, "normalizer": "fixed", "head_outputs": None, **preset_args}

@@ -1,5 +1,7 @@
 """Batched augmentation: shapes and range, determinism, and each operation's semantics."""
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -125,33 +127,96 @@ def test_rotation_keeps_the_centre_of_a_constant_image():
 
 
 def test_random_draws_one_to_four_of_eight_ops():
-    ops = augment.choose_ops(20000, _gen(0))
-    count = ops.sum(1)
+    draws = augment.draw_ops(20000, _gen(0))
+    count = (draws >= 0).sum(1)
     assert count.min() == 1 and count.max() == 4
-    # distinct ops among 1-4 draws from 8 with replacement: 8 * (1 - mean over k of (7/8)^k)
-    expected = 8 * (1 - sum((7 / 8) ** k for k in range(1, 5)) / 4)
-    assert abs(count.float().mean() - expected) < 0.03
-    assert ((ops.float().mean(0) - expected / 8).abs() < 0.015).all()
+    assert ((count.bincount()[1:] / 20000 - 0.25).abs() < 0.015).all()  # uniform in 1..4
+    assert ((draws >= 0).int().diff(dim=1) <= 0).all()  # the draws come first, then the -1s
+    share = draws[draws >= 0].bincount(minlength=8) / (draws >= 0).sum()
+    assert ((share - 1 / 8).abs() < 0.01).all()
 
 
-def test_random_applies_the_ops_it_drew():
-    b = 800
-    x = 0.3 + 0.4 * _images(b, 3, 32)  # low contrast: autocontrast and equalise change it
-    ops = augment.choose_ops(b, _gen(5))  # `random` draws its op mask first
-    y = augment.build("random", 32)(x, _gen(5))
-    changed = (y - x).flatten(1).abs().amax(1) > 1e-3
-    assert bool(changed.all()), "an image came out of `random` unchanged"
-    alone = {
+def _only(monkeypatch, names, pool=augment.RANDOM_OPS):
+    """Make `random` draw exactly `names`, in this order, for every image."""
+    row = [pool.index(n) for n in names] + [-1] * (4 - len(names))
+
+    def fixed(batch, generator, device=None, pool=pool):
+        return torch.tensor(row, device=device).expand(batch, 4)
+
+    monkeypatch.setattr(augment, "draw_ops", fixed)
+
+
+@pytest.mark.parametrize("name", augment.COIN_OPS)
+def test_flips_and_enhancements_keep_their_p_once_drawn(monkeypatch, name):
+    # low contrast: autocontrast and equalise change it (equalise, from ~300 pixels on)
+    x = 0.3 + 0.4 * _images(400, 3, 32)
+    done = {
         "hflip": x.flip(-1),
         "vflip": x.flip(-2),
         "equalize": augment.equalize(x),
         "autocontrast": augment.autocontrast(x),
         "sharpness": augment.sharpen(x),
-    }
-    for name, expected in alone.items():
-        only = ops.eq(torch.tensor([op == name for op in augment.RANDOM_OPS])).all(1)
-        assert only.sum() >= 10
-        torch.testing.assert_close(y[only], expected[only], atol=1e-5, rtol=0)
+    }[name]
+    _only(monkeypatch, [name])
+    y = augment.build("random", 32)(x, _gen(5))
+    applied = (y - done).flatten(1).abs().amax(1) < 1e-5
+    kept = torch.equal(y[~applied], x[~applied])
+    assert kept and 0.4 < applied.float().mean() < 0.6
+
+
+def test_an_operation_drawn_twice_is_applied_twice(monkeypatch):
+    x = _images(2000, 3, 8)
+    once, twice = augment.sharpen(x), augment.sharpen(augment.sharpen(x))
+    _only(monkeypatch, ["sharpness", "sharpness"])
+    y = augment.build("random", 8)(x, _gen(1))
+
+    def share(expected):
+        return ((y - expected).flatten(1).abs().amax(1) < 1e-5).float().mean()
+
+    # each draw keeps its own p=0.5: none, once, twice in 1/4, 1/2, 1/4 of the images
+    assert abs(share(x) - 0.25) < 0.04 and abs(share(twice) - 0.25) < 0.04
+    assert abs(share(once) - 0.5) < 0.04
+
+
+def test_the_draws_apply_in_the_order_drawn(monkeypatch):
+    x = 0.3 + 0.4 * _images(500, 3, 16)
+    _only(monkeypatch, ["jitter", "autocontrast"])
+    y = augment.build("random", 16)(x, _gen(2))
+    # where the coin let autocontrast act, it acted last: every channel spans exactly 0..1
+    stretched = (y.amin((2, 3)) == 0).all(1) & (y.amax((2, 3)) == 1).all(1)
+    assert 0.4 < stretched.float().mean() < 0.6
+
+
+def test_random_rotation_is_nearest_neighbour(monkeypatch):
+    x = _images(64, 3, 16)
+    _only(monkeypatch, ["rotate"])
+    y = augment.build("random", 16)(x, _gen(0))
+    # every output pixel is an input pixel of its image and channel, or the zero fill
+    for image, rotated in zip(x, y, strict=True):
+        for channel, out in zip(image, rotated, strict=True):
+            assert torch.isin(out, torch.cat([channel.flatten(), torch.zeros(1)])).all()
+    assert not torch.equal(y, x)
+
+
+def test_random_affine_shifts_by_whole_pixels(monkeypatch):
+    # a constant image with a border of zeros shows the shift; with no rotation, scale or shear
+    # (all drawn as 0) the image moves by a whole number of pixels
+    monkeypatch.setattr(augment, "_uniform", _zeros_but_shift(augment._uniform))
+    x = torch.zeros(200, 1, 32, 32)
+    x[:, :, 8:24, 8:24] = 1.0
+    y = augment._random_affine(x, _gen(0))
+    assert set(y.unique().tolist()) <= {0.0, 1.0}
+    assert (y.sum((1, 2, 3)) == 256).all()  # the square moved whole, never blurred
+
+
+def _zeros_but_shift(uniform):
+    def draw(generator, like, low, high, n=None):
+        values = uniform(generator, like, low, high, n)
+        if n == 5:  # angle, shift x, shift y, scale, shear: keep the shifts only
+            values = values * torch.tensor([0.0, 1, 1, 0, 0]).view(5, 1)
+        return values
+
+    return draw
 
 
 def test_random_pool_has_the_resized_crop_from_64_px():
@@ -161,28 +226,40 @@ def test_random_pool_has_the_resized_crop_from_64_px():
         assert len(pool) == 9 and set(pool) == {"resized_crop", *augment.RANDOM_OPS}
 
 
-def test_resized_crop_is_one_member_of_the_pool_not_applied_to_every_image():
+def test_resized_crop_is_one_member_of_the_pool_not_applied_to_every_image(monkeypatch):
     pool = augment.RANDOM_OPS_WITH_CROP
-    share = augment.choose_ops(40000, _gen(0), pool=pool).float().mean(0)
-    # each of the 9 ops is among an image's 1-4 draws with probability 1 - mean_k (8/9)^k
-    expected = 1 - sum((8 / 9) ** k for k in range(1, 5)) / 4
-    assert ((share - expected).abs() < 0.01).all()
+    draws = augment.draw_ops(40000, _gen(0), pool=pool)
+    share = draws[draws >= 0].bincount(minlength=9) / (draws >= 0).sum()
+    assert ((share - 1 / 9).abs() < 0.01).all()
 
-    b = 1000
-    x = 0.3 + 0.4 * _images(b, 3, 64)
+    x = 0.3 + 0.4 * _images(48, 3, 64)
+    _only(monkeypatch, ["hflip"], pool)
     y = augment.build("random", 64)(x, _gen(5))
-    g = _gen(5)  # `random` draws the op mask first, then the crop of every image
-    ops = augment.choose_ops(b, g, pool=pool)
-    cropped = augment._resized_crop(x, g)
+    # an image that drew only the flip is flipped or kept whole: it was not cropped
+    flipped = (y - x.flip(-1)).flatten(1).abs().amax(1) < 1e-6
+    assert torch.equal(y[~flipped], x[~flipped]) and flipped.any()
+    _only(monkeypatch, ["resized_crop"], pool)
+    y = augment.build("random", 64)(x, _gen(5))
+    assert ((y - x).flatten(1).abs().amax(1) > 1e-3).float().mean() > 0.95
 
-    def only(name):
-        return ops.eq(torch.tensor([op == name for op in pool])).all(1)
 
-    assert only("resized_crop").sum() >= 10 and only("hflip").sum() >= 10
-    torch.testing.assert_close(y[only("resized_crop")], cropped[only("resized_crop")])
-    # an image that drew only the flip is a flip of the whole image: it was not cropped
-    torch.testing.assert_close(y[only("hflip")], x[only("hflip")].flip(-1), atol=1e-5, rtol=0)
-    assert not torch.allclose(cropped[only("hflip")], x[only("hflip")], atol=1e-2)
+def test_resized_crop_is_torchvisions_box_resized():
+    x = _images(100, 3, 32)
+    y = augment._resized_crop(x, _gen(3))
+    g = _gen(3)  # the same draws: ten boxes per image, then the box's top and left
+    area = 32 * 32 * augment._uniform(g, x, 0.5, 1.0, n=10).T
+    aspect = augment._uniform(g, x, math.log(3 / 4), math.log(4 / 3), n=10).T.exp()
+    width, height = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
+    fits = (width <= 32) & (height <= 32)
+    top_u, left_u = augment._uniform(g, x, 0.0, 1.0), augment._uniform(g, x, 0.0, 1.0)
+    for i in range(100):
+        k = int(fits[i].int().argmax())  # the first box that fits
+        w, h = int(width[i, k]), int(height[i, k])
+        top, left = int(top_u[i] * (32 - h + 1)), int(left_u[i] * (32 - w + 1))
+        reference = TF.resized_crop(
+            x[i], top, left, h, w, [32, 32], InterpolationMode.BILINEAR, antialias=False
+        )
+        torch.testing.assert_close(y[i], reference, atol=1e-5, rtol=0)
 
 
 def test_random_resized_crop_stays_inside_the_image():
@@ -219,9 +296,14 @@ def test_flip_brightness_hue_is_torchvisions_colour_jitter_with_those_strengths(
     mirror = torch.rand(8, 1, generator=g) < 0.5
     factor = 1 + 0.5 * (2 * torch.rand(3, 8, generator=g)[0] - 1)
     hue = -0.25 + 0.5 * torch.rand(8, generator=g)
+    order = augment.jitter_order(8, g)
     for i in range(8):
         ref = x[i].flip(-1) if mirror[i] else x[i]
-        ref = TF.adjust_hue(TF.adjust_brightness(ref, float(factor[i])), float(hue[i]))
+        brightness_first = order[i].tolist().index(0) < order[i].tolist().index(3)
+        if brightness_first:
+            ref = TF.adjust_hue(TF.adjust_brightness(ref, float(factor[i])), float(hue[i]))
+        else:
+            ref = TF.adjust_brightness(TF.adjust_hue(ref, float(hue[i])), float(factor[i]))
         torch.testing.assert_close(y[i], ref, atol=1e-5, rtol=0)
     # brightness factors fill 0.5-1.5: a mid-grey image comes out anywhere in 0.25-0.75
     grey = augment.build("flip+brightness_hue", 8)(torch.full((4000, 3, 8, 8), 0.5), _gen(0))
@@ -252,18 +334,22 @@ def test_colour_ops_match_torchvision():
         torch.testing.assert_close(shifted, TF.adjust_hue(x, turns), atol=1e-5, rtol=0)
 
 
-def test_colour_jitter_is_torchvisions_in_a_fixed_order():
+def test_colour_jitter_is_torchvisions_in_an_order_drawn_per_image():
     x = _images(8, 3, 16)
     y = augment.color_jitter(x, _gen(4))
-    g = _gen(4)  # the same draws: three factors per image, then the hue
+    g = _gen(4)  # the same draws: three factors per image, the hue, then the order
     factor = 1 + 0.2 * (2 * torch.rand(3, 8, generator=g) - 1)
     hue = -0.2 + 0.4 * torch.rand(8, generator=g)
+    order = augment.jitter_order(8, g)
     for i in range(8):
-        ref = TF.adjust_brightness(x[i], float(factor[0, i]))
-        ref = TF.adjust_contrast(ref, float(factor[1, i]))
-        ref = TF.adjust_saturation(ref, float(factor[2, i]))
-        ref = TF.adjust_hue(ref, float(hue[i]))
+        adjust = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
+        strength = [*factor[:, i].tolist(), float(hue[i])]
+        ref = x[i]
+        for step in order[i].tolist():
+            ref = adjust[step](ref, strength[step])
         torch.testing.assert_close(y[i], ref, atol=1e-5, rtol=0)
+    orders = augment.jitter_order(24000, _gen(0))
+    assert len({tuple(o) for o in orders.tolist()}) == 24  # every permutation of the four
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -278,10 +364,13 @@ def test_colour_jitter_keeps_range_and_changes_colours(channels):
 
 def test_geometry_matches_torchvision():
     x = _images(4, 3, 32)
-    bilinear = InterpolationMode.BILINEAR
+    bilinear, nearest = InterpolationMode.BILINEAR, InterpolationMode.NEAREST
     for angle in (30.0, -70.0, 150.0):
-        ours = augment._warp(x, augment._forward_map(torch.full((4,), angle)))
-        torch.testing.assert_close(ours, TF.rotate(x, angle, bilinear), atol=1e-4, rtol=0)
+        turn = augment._forward_map(torch.full((4,), angle))
+        torch.testing.assert_close(
+            augment._warp(x, turn), TF.rotate(x, angle, bilinear), atol=1e-4, rtol=0
+        )
+        assert torch.equal(augment._warp(x, turn, mode="nearest"), TF.rotate(x, angle, nearest))
     # torchvision's affine turns clockwise and shears the other way; the ranges are symmetric
     forward = augment._forward_map(torch.full((4,), -10.0), 1.1, -12.0, 3.0, -2.0)
     reference = TF.affine(x, 10.0, [3, -2], 1.1, [12.0, 0.0], interpolation=bilinear)
@@ -313,5 +402,5 @@ def test_cuda(preset):
     assert y.min() >= 0 and y.max() <= 1
     assert torch.equal(y, aug(x, _gen(3, "cuda")))
     if preset == "random":
-        ops = augment.choose_ops(32, _gen(3, "cuda"), "cuda")
-        assert ops.device.type == "cuda" and (ops.sum(1) >= 1).all()
+        draws = augment.draw_ops(32, _gen(3, "cuda"), "cuda")
+        assert draws.device.type == "cuda" and (draws[:, 0] >= 0).all()

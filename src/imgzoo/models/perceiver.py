@@ -4,8 +4,11 @@ Each pixel is one input token: its channel values plus Fourier features of its (
 position. A small learned latent array reads the pixels by cross-attention and then thinks by
 self-attention; depth repeats of [cross-attend, self_per_cross_attn self-attention blocks]. Every
 attention and feed-forward is pre-LayerNorm with a residual; feed-forwards are GEGLU, 4× wide.
-The layout (and so the parameter count) follows the library study 3 used: 293,362 / 1,151,730 /
-4,428,262 parameters for its medium / large / xl CIFAR-10 models.
+The layout (and so the parameter count) follows the library study 3 used, perceiver-pytorch 0.7.x:
+293,362 / 1,151,730 / 4,428,262 parameters for its medium / large / xl CIFAR-10 models. So does
+the dropout, which study 3's dropout ablation is about: attn_dropout on each attention's output
+(after its output projection), ff_dropout between GEGLU and the feed-forward's last Linear.
+(perceiver-pytorch 0.8.0 moved them onto the attention weights and after that Linear.)
 
 The blocks here are shared with Perceiver IO (perceiver_io.py).
 """
@@ -41,12 +44,12 @@ class Attention(nn.Module):
         super().__init__()
         inner = heads * dim_head
         self.heads = heads
-        self.dropout = dropout
         self.norm = nn.LayerNorm(query_dim)
         self.norm_context = nn.LayerNorm(context_dim) if context_dim is not None else None
         self.to_q = nn.Linear(query_dim, inner, bias=False)
         self.to_kv = nn.Linear(context_dim or query_dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, query_dim)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
         x = self.norm(x)
@@ -54,15 +57,13 @@ class Attention(nn.Module):
         q = self.to_q(x)
         k, v = self.to_kv(context).chunk(2, dim=-1)
         q, k, v = (rearrange(t, "b n (h d) -> b h n d", h=self.heads) for t in (q, k, v))
-        # dropout on the attention weights, as in the reference library
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0
-        )
-        return self.to_out(rearrange(out, "b h n d -> b n (h d)"))
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.drop(self.to_out(rearrange(out, "b h n d -> b n (h d)")))
 
 
 class FeedForward(nn.Module):
-    """Pre-norm GEGLU feed-forward: Linear(dim, 2·mult·dim) -> a · GELU(gate) -> Linear."""
+    """Pre-norm GEGLU feed-forward: Linear(dim, 2·mult·dim) -> a · GELU(gate) -> dropout ->
+    Linear."""
 
     def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0):
         super().__init__()
@@ -73,7 +74,7 @@ class FeedForward(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, gate = self.up(self.norm(x)).chunk(2, dim=-1)
-        return self.drop(self.down(a * F.gelu(gate)))
+        return self.down(self.drop(a * F.gelu(gate)))
 
 
 class SelfBlock(nn.Module):

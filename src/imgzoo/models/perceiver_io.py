@@ -13,7 +13,12 @@ Inputs (input_mode):
 
 Queries: `single` (study 3) is one learned query of width queries_dim (default num_classes)
 decoded by Linear(queries_dim, num_classes); `per_class` is one query per class, each decoded to
-its own logit.
+its own logit. Study 3's notebook drew a (batch, 1, num_classes) query with torch.rand and passed
+its `.data`, so it was never trained and each batch position had its own; here the one query is
+learned (a declared difference).
+
+attn_dropout and ff_dropout (0 in study 3: its perceiver-pytorch 0.7.x Perceiver IO had none)
+sit where the Perceiver's do (perceiver.py).
 """
 
 import torch

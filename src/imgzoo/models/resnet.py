@@ -5,11 +5,11 @@
 - norm: "bn", "gn" (GroupNorm(16, C) in place of every BatchNorm, stem and shortcuts included)
   or "none".
 - mixstyle: MixStyle after the first 0-3 stages (one shared, parameter-free module).
+- init: the convolutions' initial weights: "kaiming" (He-normal, fan-out, as torchvision's
+  ResNet and so study 2) or "torch" (what nn.Conv2d draws by itself, as study 1's code left them).
 
-Study 2's running input normaliser is the `normalizer` argument that every family takes
-(imgzoo.models.input_normalizer). The head always has num_classes outputs: study 2's "-tnc"
-("tailor num classes") variant is what every ResNet here is; its plain resnet18/34 kept
-torchvision's 1000 logits.
+Study 2's running input normaliser and its 1000-way heads are the `normalizer` and
+`head_outputs` arguments that every family takes.
 """
 
 import torch
@@ -53,7 +53,7 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, depth, num_classes, in_chans, stem, norm, mixstyle):
+    def __init__(self, depth, num_classes, in_chans, stem, norm, mixstyle, init):
         super().__init__()
         kernel, stride = (3, 1) if stem == "cifar" else (7, 2)
         self.conv1 = _conv(in_chans, WIDTHS[0], kernel, stride, norm)
@@ -72,11 +72,12 @@ class ResNet(nn.Module):
         self.mixstyle = MixStyle() if mixstyle else None
         self.fc = nn.Linear(WIDTHS[-1], num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        if init == "kaiming":
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
         if norm == "none":
             # Without a norm layer each residual sum doubles the variance (256x over ResNet18's
             # 8 blocks); starting every block as the identity keeps the signal at unit scale.
@@ -96,17 +97,13 @@ class ResNet(nn.Module):
         return conv_tiles(self.conv1)
 
 
-def _build(depth, num_classes, in_chans, stem, norm, mixstyle):
-    # arguments checked by imgzoo.models.arguments (create calls it)
-    return ResNet(depth, num_classes, in_chans, stem, norm, mixstyle)
-
-
 # image_size is unused: global average pooling makes a ResNet size-agnostic (8 to 96 px and up).
+# Arguments checked by imgzoo.models.arguments (create calls it).
 def build_resnet18(num_classes, image_size, in_chans, *,
-                   stem="cifar", norm="bn", mixstyle=0):
-    return _build(18, num_classes, in_chans, stem, norm, mixstyle)
+                   stem="cifar", norm="bn", mixstyle=0, init="kaiming"):
+    return ResNet(18, num_classes, in_chans, stem, norm, mixstyle, init)
 
 
 def build_resnet34(num_classes, image_size, in_chans, *,
-                   stem="cifar", norm="bn", mixstyle=0):
-    return _build(34, num_classes, in_chans, stem, norm, mixstyle)
+                   stem="cifar", norm="bn", mixstyle=0, init="kaiming"):
+    return ResNet(34, num_classes, in_chans, stem, norm, mixstyle, init)

@@ -1,14 +1,25 @@
 """Vision Transformer for small images, with study 2's attention variants.
 
-One class covers study 2's three ViTs: `vit` (post-norm, ReLU feed-forward, like PyTorch's
-nn.TransformerEncoderLayer), `vitn` (pre-norm, GELU) and `vit-aux` (extra heads part-way up).
+One class covers study 2's three ViTs: `vit` (post-norm, ReLU feed-forward: with qkv_bias, layer
+for layer PyTorch's nn.TransformerEncoderLayer), `vitn` (pre-norm, GELU) and `vit-aux` (extra
+heads part-way up).
 The attention is written out (no fused kernel) because the variants all change the logits:
 Transformer-XL relative attention, the diagonal mask and the learned temperature of Locality
 Self-Attention, and shifted patch tokens (the last two from "Vision Transformer for Small-Size
 Datasets", arXiv 2112.13492). Sequences here are short (17 to 145 tokens), so explicit logits
 cost little.
+
+init says how the weights start:
+- "vit": the learned vectors (CLS token, learned position table, relative attention's u and v)
+  drawn N(0, 0.02) as in the ViT papers, every layer drawn on its own.
+- "torch": what study 2's code got from PyTorch by setting no init: the learned vectors from
+  torch.randn (N(0, 1)); post-norm layers initialised as nn.TransformerEncoderLayer does
+  (Xavier-uniform q/k/v projection, zero projection biases), and all the layers of one
+  nn.TransformerEncoder (every run of layers up to a head) starting as copies of one layer,
+  because nn.TransformerEncoder deep-copies the layer it is given.
 """
 
+import copy
 import math
 
 import numpy as np
@@ -49,9 +60,11 @@ def sincos_2d(grid_h: int, grid_w: int, dim: int, *, split: bool = True) -> torc
 class Attention(nn.Module):
     """Multi-head self-attention with the study-2 options.
 
+    qkv_bias: a bias on the q/k/v projection (nn.MultiheadAttention's in_proj_bias).
     rel_attn: Transformer-XL logits (q + u)·k_j + (q + v)·W_R R_{i-j}: the four terms content-
     content, content-position, global content bias u and global position bias v, with R a 1-D
-    sinusoid of the signed distance between tokens (CLS is token 0).
+    sinusoid of the signed distance between tokens (CLS is token 0); u and v start
+    N(0, vector_std²).
     diag_mask: a token may not attend to itself (its logit becomes the dtype's minimum).
     temperature: one learned scalar per layer; "log" learns log(1/τ) from 0 and multiplies the
     logits by exp(param), "vanilla" learns τ from 1 and divides.
@@ -64,6 +77,8 @@ class Attention(nn.Module):
         heads: int,
         *,
         attn_dropout: float = 0.0,
+        qkv_bias: bool = False,
+        vector_std: float = 0.02,
         rel_attn: bool = False,
         diag_mask: bool = False,
         temperature: str = "none",
@@ -71,14 +86,14 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.scale = (dim // heads) ** -0.5
-        self.to_qkv = nn.Linear(dim, dim * 3, bias=False)
+        self.to_qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.to_out = nn.Linear(dim, dim)
         self.attn_drop = nn.Dropout(attn_dropout)
         self.rel_attn = rel_attn
         if rel_attn:
             self.to_pos = nn.Linear(dim, dim, bias=False)  # W_R
-            self.pos_u = nn.Parameter(torch.randn(heads, dim // heads) * 0.02)
-            self.pos_v = nn.Parameter(torch.randn(heads, dim // heads) * 0.02)
+            self.pos_u = nn.Parameter(torch.randn(heads, dim // heads) * vector_std)
+            self.pos_v = nn.Parameter(torch.randn(heads, dim // heads) * vector_std)
         self.diag_mask = diag_mask
         self.temperature = temperature
         if temperature == "log":
@@ -142,17 +157,29 @@ class Attention(nn.Module):
             q, k, v, attn_mask=mask, dropout_p=dropout, scale=self.scale
         )
 
+    @torch.no_grad()
+    def init_as_multihead_attention(self) -> None:
+        """The q/k/v and output projections as nn.MultiheadAttention initialises them:
+        Xavier-uniform over the stacked q/k/v matrix, both biases zero (the output weight keeps
+        nn.Linear's draw, as there)."""
+        nn.init.xavier_uniform_(self.to_qkv.weight)
+        if self.to_qkv.bias is not None:
+            nn.init.zeros_(self.to_qkv.bias)
+        nn.init.zeros_(self.to_out.bias)
+
 
 class Block(nn.Module):
     """One encoder layer. post: x = LN(x + f(x)) with a ReLU feed-forward and dropout on the
     attention weights (nn.TransformerEncoderLayer's defaults, study 2's `vit`); pre:
     x = x + f(LN(x)) with GELU (study 2's `vitn`)."""
 
-    def __init__(self, dim, heads, mlp_ratio, dropout, norm, **attn_options):
+    def __init__(self, dim, heads, mlp_ratio, dropout, norm, init, **attn_options):
         super().__init__()
         self.pre = norm == "pre"
         attn_dropout = 0.0 if self.pre else dropout
         self.attn = Attention(dim, heads, attn_dropout=attn_dropout, **attn_options)
+        if init == "torch" and not self.pre:
+            self.attn.init_as_multihead_attention()
         hidden = int(dim * mlp_ratio)
         self.ff = nn.Sequential(
             nn.Linear(dim, hidden),
@@ -237,21 +264,33 @@ class ViT(nn.Module):
         head_hidden,
         aux_heads,
         spt,
+        init,
         **attn_options,
     ):
         super().__init__()
         embed = ShiftedPatchEmbedding if spt else PatchEmbedding
         self.patch_embed = embed(in_chans, dim, patch_size)
         grid = image_size // patch_size
-        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
+        std = 1.0 if init == "torch" else 0.02  # torch.randn as it comes, or the ViT papers'
+        self.cls_token = nn.Parameter(torch.randn(1, 1, dim) * std)
         if pos == "learned":
-            self.pos_embed = nn.Parameter(torch.randn(1, grid * grid, dim) * 0.02)
+            self.pos_embed = nn.Parameter(torch.randn(1, grid * grid, dim) * std)
         else:  # fixed: a buffer, so it is saved but never trained
             table = sincos_2d(grid, grid, dim, split=pos == "sincos2d")
             self.register_buffer("pos_embed", table[None], persistent=False)
-        self.blocks = nn.ModuleList(
-            Block(dim, heads, mlp_ratio, dropout, norm, **attn_options) for _ in range(depth)
-        )
+
+        def block() -> Block:
+            return Block(dim, heads, mlp_ratio, dropout, norm, init, vector_std=std,
+                         **attn_options)
+
+        self.blocks = nn.ModuleList(block() for _ in range(depth))
+        if init == "torch" and norm == "post":
+            # nn.TransformerEncoder deep-copies its one layer; study 2's vit-aux chained one
+            # encoder per head, so each run of layers up to a head starts as copies of its first
+            starts = [0, *sorted(aux_heads)]
+            for start, end in zip(starts, [*starts[1:], depth], strict=True):
+                for i in range(start + 1, end):
+                    self.blocks[i] = copy.deepcopy(self.blocks[start])
 
         # Pre-norm leaves the residual stream un-normalised, so a final LayerNorm goes before
         # each head; post-norm blocks already end in one.
@@ -296,6 +335,8 @@ def build(
     norm: str = "post",
     pos: str = "sincos2d",
     head_hidden: int = 1024,
+    qkv_bias: bool = False,
+    init: str = "vit",
     rel_attn: bool = False,
     diag_mask: bool = False,
     temperature: str = "none",
@@ -303,7 +344,9 @@ def build(
     aux_heads: list[int] | tuple[int, ...] = (),
 ) -> ViT:
     """A ViT. aux_heads lists layer numbers (1 ... depth-1) after which an extra head classifies
-    the CLS token during training: study 2's 3 blocks × 4 layers = depth 12, aux_heads [4, 8]."""
+    the CLS token during training: study 2's 3 blocks × 4 layers = depth 12, aux_heads [4, 8].
+    qkv_bias: a bias on the q/k/v projection (nn.MultiheadAttention has one); init: see the
+    module's docstring."""
     # each argument checked by imgzoo.models.arguments (create calls it); here what they must
     # satisfy together and with the image size
     if image_size % patch_size:
@@ -339,6 +382,8 @@ def build(
         head_hidden=head_hidden,
         aux_heads=aux_heads,
         spt=spt,
+        init=init,
+        qkv_bias=qkv_bias,
         rel_attn=rel_attn,
         diag_mask=diag_mask,
         temperature=temperature,

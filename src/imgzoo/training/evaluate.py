@@ -64,7 +64,12 @@ def evaluate(
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: int) -> np.ndarray:
-    """int64 (classes x classes): rows the true class, columns the predicted one."""
+    """int64 (classes x classes): rows the true class, columns the predicted one.
+
+    A head wider than the classes (model argument head_outputs) can predict an id that is no
+    class: such a prediction is wrong, has no column, and is left out of its row's sum.
+    """
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    np.add.at(confusion, (labels, predictions), 1)
+    inside = predictions < num_classes
+    np.add.at(confusion, (labels[inside], predictions[inside]), 1)
     return confusion
