@@ -90,16 +90,17 @@ def _find_shift(xi, yi, pad):
     [
         ("crop", 8, 1),
         ("standard", 8, None),
+        ("standard", 16, None),
         ("standard", 32, None),
-        ("standard", 96, None),
         ("crop", 64, 2),
+        ("standard", 96, 4),
         ("standard", 16, 0),
     ],
 )
 def test_crop_is_a_zero_filled_shift_of_crop_padding_px_at_every_size(preset, size, pad):
     x = 0.1 + 0.9 * _images(1000, 1, size)  # no zeros, so a zero in y can only be fill
-    if pad is None:  # the default: 4 px whatever the image size, as the sources padded
-        aug, pad = augment.build(preset, size), 4
+    if pad is None:  # the default: an eighth of the image (1 px at 8 px, 4 px at 32 px)
+        aug, pad = augment.build(preset, size), size // 8
     else:
         aug = augment.build(preset, size, crop_padding=pad)
     y = aug(x, _gen(0))
@@ -109,7 +110,13 @@ def test_crop_is_a_zero_filled_shift_of_crop_padding_px_at_every_size(preset, si
     assert mirrored == ({False, True} if preset == "standard" else {False})
 
 
-@pytest.mark.parametrize("bad", [-1, 2.5, True, "4"])
+@pytest.mark.parametrize("size, padding", [(8, 1), (12, 1), (16, 2), (32, 4), (96, 12), (4, 0)])
+def test_auto_crop_padding_is_an_eighth_of_the_image(size, padding):
+    assert augment.crop_padding_px("auto", size) == padding
+    assert augment.crop_padding_px(3, size) == 3
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "4", "Auto"])
 def test_crop_padding_must_be_a_whole_number_of_pixels(bad):
     with pytest.raises(ConfigError, match="crop_padding"):
         augment.build("standard", 32, crop_padding=bad)
