@@ -203,7 +203,7 @@ class Study:
     """
 
     def __init__(self, config: dict):
-        from imgzoo.data import checked_options, known_datasets
+        from imgzoo.data import checked_options, dataset_names
 
         self.config = validate(config)
         self.name = self.config["name"]
@@ -217,7 +217,7 @@ class Study:
         self.sweeps = self.config["sweeps"]
         for name, sweep in self.sweeps.items():
             self._expand_sweep(name, sweep)
-        known = known_datasets()
+        known = dataset_names(self.config["data"])
         for name in self.config["datasets"]:
             if name not in known:
                 raise ConfigError(f"config 'datasets': {unknown_name('dataset', name, known)}")
@@ -518,14 +518,16 @@ def apply_overrides(spec: dict, overrides: list[str]) -> dict:
 DEFAULT_CONFIG = "config/config.yaml"
 
 
-def load_study(paths: list[str | Path] | None = None, overrides: dict | None = None) -> Study:
+def load_study(paths: list[str | Path] | None = None, overrides: dict | None = None, *,
+               check_sources: bool = True) -> Study:
     """The study that config files describe: the only way a study is made from files, for
     Snakemake (common.smk) and the command line alike.
 
     `paths` are merged in order, key by key (later files win), and nothing else is added to them:
     no file but those given (the default study, `config/config.yaml`, only when none is given).
     `overrides` (Snakemake's `--config KEY=VALUE`) are merged last. The study's `name` defaults to
-    the first file's name without extension.
+    the first file's name without extension. A dataset whose source is missing, and which was
+    not prepared before, is a DataError here, before any job (`check_sources`).
     """
     paths = [Path(p) for p in (paths or [DEFAULT_CONFIG])]
     config: dict = {}
@@ -533,7 +535,13 @@ def load_study(paths: list[str | Path] | None = None, overrides: dict | None = N
         config = merge(config, load_yaml(path))
     config = merge(config, _typed(dict(overrides or {})))
     config.setdefault("name", paths[0].stem)
-    return Study(config)
+    study = Study(config)
+    if check_sources:
+        from imgzoo.data import require_sources
+
+        used = dict.fromkeys(run.dataset for run in study.runs)
+        require_sources({d: study.data_options(d) for d in used}, study.layout.data)
+    return study
 
 
 def _typed(value):

@@ -48,6 +48,10 @@ def check_options(name: str, options: dict) -> None:
     _expected(name, options["checksum"])
 
 
+def source_problem(name: str, options: dict) -> str | None:
+    return sources.missing(name, options, OFFICIAL, default=DEBIAN)
+
+
 def read(name: str, options: dict) -> Raw:
     folder = sources.locate(name, options, OFFICIAL, default=DEBIAN)
     if not folder.is_dir():

@@ -22,6 +22,10 @@ IMAGE_BYTES = 3 * SIZE * SIZE
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt")
 
 
+def source_problem(name: str, options: dict) -> str | None:
+    return sources.missing(name, options, OFFICIAL)
+
+
 def read(name: str, options: dict) -> Raw:
     tree = sources.open_archive_or_folder(name, options, OFFICIAL, ROOT)
     arrays, class_names = {}, None
