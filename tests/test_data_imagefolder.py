@@ -410,3 +410,21 @@ def test_a_model_learns_from_an_image_folder_made_of_fashion_mnist(tmp_path, mon
     log = runlog.read(Layout("study").run_log("fashion_folder", "mlp", 0))
     best = int(log.epochs["val_acc"].argmax())
     assert log.epochs["test_acc"][best] > 0.6, log.epochs["test_acc"]  # chance is 0.1
+
+
+def test_snakemake_says_a_missing_source_before_any_job(tmp_path):
+    """What a new user meets without the data: the one line in Snakemake's own output."""
+    import subprocess
+    import sys
+
+    repo, bin_dir = Path(__file__).resolve().parents[1], Path(sys.executable).parent
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump(
+        study_config({"mine": folder_options("photos")})))
+    done = subprocess.run(
+        [str(bin_dir / "snakemake"), "-s", str(repo / "Snakefile"), "-d", str(tmp_path),
+         "--configfile", str(tmp_path / "study.yaml"), "--cores", "1"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})
+    assert done.returncode != 0
+    assert "imgzoo: error: dataset 'mine': source photos does not exist" in done.stderr
+    assert not (tmp_path / "results").exists()
