@@ -153,6 +153,13 @@ def test_cmyk_palette_rgba_and_gray_become_the_configured_channels(tmp_path):
     assert luma.shape == (SIZE, SIZE, 1) and (luma == 150).all()  # 0.587 * 255
 
 
+def test_a_file_whose_extension_lies_is_read_by_its_content(tmp_path):
+    for cls, i in itertools.product("ab", range(COPIES)):
+        save(tmp_path / "f" / "train" / cls / f"{i}.png", flat((200, 100, 0)), format="JPEG")
+    got = prepare(tmp_path, folder_options(tmp_path / "f", test_fraction=0.5))
+    assert np.abs(got.train_x[0].astype(int) - [200, 100, 0]).max() <= 3
+
+
 @pytest.mark.skipif(not features.check("webp"), reason="Pillow without WebP")
 def test_webp_is_read(tmp_path):
     got = one_image(tmp_path, flat((9, 99, 199)), "x.webp")

@@ -20,6 +20,7 @@ import numpy as np
 from PIL import UnidentifiedImageError
 
 from imgzoo.data.image_decode import decode
+from imgzoo.data.image_files import format_of
 from imgzoo.progress import CountProgress
 
 CHUNK_BYTES = 64 << 20  # decoded bytes per chunk at most: bounds the memory of chunks in flight
@@ -120,7 +121,7 @@ def decode_chunk(files: list[str], root: str, size: int, channels: int,
             continue
         hashes.append(hashlib.sha256(content).digest())
         try:
-            block[row] = decode(content, size, channels, resize)
+            block[row] = decode(content, size, channels, resize, format_of(name))
         except UnidentifiedImageError:  # its message names an in-memory buffer, not the file
             bad[row] = "not an image Pillow can read (unknown format or damaged header)"
         # Pillow's readers raise many kinds of exception on a damaged file (OSError, SyntaxError,

@@ -41,13 +41,18 @@ class ImageFiles:
 
 
 @cache
-def image_extensions() -> frozenset[str]:
-    """Extensions of the formats Pillow can open (not those it can only write, like .pdf)."""
+def image_extensions() -> dict[str, str]:
+    """Extension -> Pillow's format, of the formats Pillow can open (not those it can only
+    write, like .pdf)."""
     from PIL import Image
 
     Image.init()
-    return frozenset(ext for ext, fmt in Image.registered_extensions().items()
-                     if fmt in Image.OPEN)
+    return {ext: fmt for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+
+
+def format_of(path: str) -> str | None:
+    """The format a file's extension names (None: none Pillow reads)."""
+    return image_extensions().get(os.path.splitext(path)[1].lower())
 
 
 def list_images(source: Path) -> ImageFiles:
