@@ -6,7 +6,9 @@ them under test/), drawn by imgzoo's synthetic generator (smooth patterns and no
 files compress like photographs do, not like flat colour). Made once in a temporary folder,
 then: `imgzoo.data.prepare` into an HDF5 file, with the cores this process may use; and a
 torchvision epoch over the same train/ folder (ToTensor only, batch 256, as many loader workers
-as cores). Prints the images per second of each.
+as cores). Prints the images per second of each, by the wall clock and per second of CPU time
+(this process and its workers together): on a machine others share, the wall clock says how
+busy they kept it, the CPU time what the work itself costs.
 
     python benchmarks/prepare_imagefolder.py [--images 50000] [--repeats 1] [--folder DIR]
 
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -50,14 +53,23 @@ def make_folder(root: Path, images: int, test_share: float) -> None:
         Image.fromarray(x[row]).save(folder / f"{row:06d}.png")
 
 
-def time_imgzoo(root: Path, out: Path) -> float:
-    start = time.perf_counter()
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (worker processes), user + system."""
+    own, children = (resource.getrusage(who) for who in
+                     (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def time_imgzoo(root: Path, out: Path) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of preparing the folder."""
+    start, cpu = time.perf_counter(), cpu_seconds()
     data.prepare("bench", {"format": "imagefolder", "source": str(root), "image_size": SIZE},
                  out)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, cpu_seconds() - cpu
 
 
-def time_torchvision(root: Path) -> tuple[float, int]:
+def time_torchvision(root: Path) -> tuple[float, float, int]:
+    """(wall seconds, CPU seconds, images) of one epoch over train/."""
     import torch
     from torchvision import datasets, transforms
 
@@ -65,9 +77,10 @@ def time_torchvision(root: Path) -> tuple[float, int]:
     folder = datasets.ImageFolder(str(root / "train"), transform=transforms.ToTensor())
     loader = torch.utils.data.DataLoader(folder, batch_size=256, shuffle=True,
                                          num_workers=worker_count())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     seen = sum(len(labels) for _, labels in loader)
-    return time.perf_counter() - start, seen
+    del loader  # its workers end, and their CPU time is counted
+    return time.perf_counter() - start, cpu_seconds() - cpu, seen
 
 
 def main() -> None:
@@ -95,14 +108,16 @@ def main() -> None:
                 ours.append(time_imgzoo(root, Path(tmp) / f"prepared{repeat}.h5"))
             finally:
                 sys.stderr = saved
-        seconds = statistics.median(ours)
-        print(f"imgzoo prepare: {seconds:.2f} s, {args.images / seconds:.0f} images/s "
-              f"(median of {args.repeats}: {', '.join(f'{s:.2f}' for s in ours)} s; "
-              f"decode, split, statistics and the HDF5 file; load average "
-              f"{os.getloadavg()[0]:.2f})", flush=True)
-        seconds, seen = time_torchvision(root)
+        seconds, cpu = (statistics.median(t[i] for t in ours) for i in (0, 1))
+        print(f"imgzoo prepare: {seconds:.2f} s, {args.images / seconds:.0f} images/s; "
+              f"CPU {cpu:.1f} s, {args.images / cpu:.0f} images per CPU-second (medians of "
+              f"{args.repeats}, wall {', '.join(f'{t[0]:.2f}' for t in ours)} s; decode, split, "
+              f"statistics and the HDF5 file; load average {os.getloadavg()[0]:.2f})",
+              flush=True)
+        seconds, cpu, seen = time_torchvision(root)
         print(f"torchvision ImageFolder + DataLoader, one epoch of train/: {seconds:.2f} s, "
-              f"{seen / seconds:.0f} images/s ({worker_count()} workers, ToTensor; load average "
+              f"{seen / seconds:.0f} images/s; CPU {cpu:.1f} s, {seen / cpu:.0f} images per "
+              f"CPU-second ({worker_count()} workers, ToTensor; load average "
               f"{os.getloadavg()[0]:.2f})", flush=True)
 
 

@@ -253,6 +253,12 @@ def test_a_test_class_that_train_lacks_names_it(folder, tmp_path):
           r"test/zebra: class 'zebra' is not one of train/'s classes \(cat, dog, emu\)")
 
 
+def test_a_test_folder_without_classes_names_it(folder, tmp_path):
+    shutil.rmtree(folder / "test")
+    (folder / "test").mkdir()
+    fails(tmp_path, folder_options(folder), DataError, r"images/test: no class folders")
+
+
 def test_a_folder_without_train_says_the_layout(folder, tmp_path):
     shutil.rmtree(folder / "train")
     fails(tmp_path, folder_options(folder), DataError, r"has no train/ folder.*train/<class>")

@@ -71,6 +71,9 @@ def list_images(source: Path) -> ImageFiles:
     test_dir = source / "test"
     if test_dir.is_dir():
         test_classes = _class_folders(test_dir, ignored, example)
+        if not test_classes:
+            raise DataError(f"{test_dir}: no class folders (expected {LAYOUT}; without test/ "
+                            f"the test split is carved from train/)")
         unknown = sorted(set(test_classes) - set(classes))
         if unknown:
             raise DataError(f"{test_dir / unknown[0]}: class '{unknown[0]}' is not one of "
