@@ -187,15 +187,17 @@ def test_worker_processes_decode_as_the_caller_would(folder, monkeypatch):
     from imgzoo.data.image_files import list_images
     from imgzoo.progress import CountProgress
 
+    (folder / "train" / "dog" / "07.bmp").write_bytes(b"BM broken")
     files = list_images(folder).train.files
-    args = {"size": SIZE, "channels": 3, "resize": "crop"}
+    args = {"size": SIZE, "channels": 3, "resize": "crop", "stop_at_failure": False}
     quiet = CountProgress(len(files), "images", stream=io.StringIO())
     alone = decode_pool.decode_files(folder, files, progress=quiet, workers=1, **args)
     monkeypatch.setattr(decode_pool, "MIN_FOR_WORKERS", 0)
     monkeypatch.setattr(decode_pool, "MIN_CHUNK", 5)
     pooled = decode_pool.decode_files(folder, files, progress=quiet, workers=2, **args)
     np.testing.assert_array_equal(alone.images, pooled.images)
-    assert alone.sha256 == pooled.sha256 and alone.failed == pooled.failed == {}
+    assert alone.sha256 == pooled.sha256 and alone.failed == pooled.failed
+    assert list(pooled.failed) == [files.index("train/dog/07.bmp")]
 
 
 # --- bad inputs: one line naming the file or folder, and no prepared file ----------------------

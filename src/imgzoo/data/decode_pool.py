@@ -9,9 +9,11 @@ Processes, not threads: decoding holds the GIL for much of its time.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import multiprocessing
 import os
 import sys
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,52 +49,51 @@ def decode_files(root: Path, files: list[str], *, size: int, channels: int, resi
     """Decode `files` (paths relative to `root`). With `stop_at_failure`, no new chunk starts
     once a file has failed (the caller reports it): a broken set fails fast."""
     images = np.empty((len(files), size, size, channels), dtype=np.uint8)
-    chunk = max(1, min(max(MIN_CHUNK, -(-len(files) // CHUNKS)),
-                       CHUNK_BYTES // (size * size * channels)))
-    starts = range(0, len(files), chunk)
+    rows = max(1, min(max(MIN_CHUNK, -(-len(files) // CHUNKS)),
+                      CHUNK_BYTES // (size * size * channels)))
+    chunks = [(start, files[start : start + rows]) for start in range(0, len(files), rows)]
+    args = (str(root), size, channels, resize)
+    workers = workers or worker_count()
+    if workers == 1 or len(files) < MIN_FOR_WORKERS:
+        results = ((start, decode_chunk(names, *args)) for start, names in chunks)
+    else:
+        results = _in_workers(chunks, args, workers)
     digests: list[bytes] = [b""] * len(files)
     failed: dict[int, str] = {}
-
-    def take(start: int, result) -> None:
-        block, bad, hashes = result
+    for start, (block, bad, hashes) in results:
         images[start : start + len(block)] = block
         digests[start : start + len(hashes)] = hashes
         failed.update({start + row: reason for row, reason in bad.items()})
         progress.advance(len(block))
-
-    args = (str(root), size, channels, resize)
-    workers = workers or worker_count()
-    if workers == 1 or len(files) < MIN_FOR_WORKERS:
-        for start in starts:
-            take(start, decode_chunk(files[start : start + chunk], *args))
-            if failed and stop_at_failure:
-                break
-    else:
-        with ProcessPoolExecutor(workers, mp_context=_start_method()) as pool:
-            todo = iter(starts)
-            running = {}
-            # At most two chunks per worker in flight: enough to keep each busy, few enough that
-            # a failure stops the rest soon and memory stays bounded.
-            for start in todo:
-                running[pool.submit(decode_chunk, files[start : start + chunk], *args)] = start
-                if len(running) >= 2 * workers:
-                    break
-            while running:
-                done, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in done:
-                    take(running.pop(future), future.result())
-                if failed and stop_at_failure:
-                    for future in running:
-                        future.cancel()
-                    break
-                for start in todo:
-                    running[pool.submit(decode_chunk, files[start : start + chunk], *args)] = start
-                    if len(running) >= 2 * workers:
-                        break
+        if failed and stop_at_failure:
+            break
+    results.close()  # a stop: chunks not started yet never start
     combined = hashlib.sha256()
     for name, digest in zip(files, digests, strict=True):
         combined.update(name.encode() + b"\0" + digest)
     return Decoded(images, failed, combined.hexdigest())
+
+
+def _in_workers(chunks: list[tuple[int, list[str]]], args: tuple,
+                workers: int) -> Iterator[tuple[int, tuple]]:
+    """(start, decode_chunk's result) of each chunk, as worker processes finish them. At most
+    two chunks per worker are in flight: enough to keep each busy, few enough that memory stays
+    bounded and that a caller who stops early (a failed file) waits for little."""
+    pending = iter(chunks)
+    running = {}
+    with ProcessPoolExecutor(workers, mp_context=_start_method()) as pool:
+        try:
+            while True:
+                for start, names in itertools.islice(pending, 2 * workers - len(running)):
+                    running[pool.submit(decode_chunk, names, *args)] = start
+                if not running:
+                    return
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    yield running.pop(future), future.result()
+        finally:
+            for future in running:
+                future.cancel()
 
 
 def _start_method():

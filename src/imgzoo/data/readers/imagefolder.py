@@ -73,25 +73,19 @@ def read(name: str, options: dict) -> Raw:
         raise DataError(problem)
     source = Path(options["source"]).expanduser()
     found = image_files.list_images(source)
-    log = sys.stderr
-    _report_ignored(name, found, log)
-    test_files = found.test.files if found.test else []
-    files = found.train.files + test_files
-    progress = CountProgress(len(files), "images decoded", label=f"[{name}]", stream=log)
+    for reason, count in sorted(found.ignored.items()):
+        print(f"[{name}] ignored {count} ({reason}), e.g. {found.ignored_example[reason]}",
+              file=sys.stderr)
+    test = found.test or image_files.SplitFiles([], np.empty(0, np.int64))
+    files = found.train.files + test.files
+    labels = np.concatenate([found.train.labels, test.labels])
+    progress = CountProgress(len(files), "images decoded", label=f"[{name}]")
     decoded = decode_pool.decode_files(
         source, files, size=options["image_size"], channels=options["channels"],
         resize=options["resize"], progress=progress, stop_at_failure=not options["skip_bad"])
-    if decoded.failed and not options["skip_bad"]:
-        row = min(decoded.failed)
-        raise DataError(f"{source / files[row]}: {decoded.failed[row]}; remove or replace the "
-                        f"file, or set data.{name}.skip_bad: true to leave such files out")
-    skipped = [f"{files[row]}: {reason}" for row, reason in sorted(decoded.failed.items())]
-    for line in skipped:
-        print(f"[{name}] skipped {line}", file=log)
-    n_train = len(found.train.files)
-    labels = np.concatenate([found.train.labels,
-                             found.test.labels if found.test else np.empty(0, np.int64)])
+    skipped = _skipped(name, source, files, decoded.failed, options["skip_bad"])
     kept = np.setdiff1d(np.arange(len(files)), list(decoded.failed)).astype(np.int64)
+    n_train = len(found.train.files)
     train_rows, test_rows = kept[kept < n_train], kept[kept >= n_train]
     _require_every_class(source, found.class_names, labels[train_rows])
     if found.test is None:
@@ -110,13 +104,24 @@ def read(name: str, options: dict) -> Raw:
         test_x=_rows(decoded.images, test_rows), test_y=labels[test_rows],
         class_names=found.class_names, source=str(source), source_sha256=decoded.sha256,
         train_index=train_rows, test_index=test_rows - (n_train if found.test else 0),
-        preparation={
-            "test_split": test_split,
-            "ignored_files": dict(found.ignored),
-            "skipped_files": len(skipped),
-        },
+        preparation={"test_split": test_split, "ignored_files": dict(found.ignored),
+                     "skipped_files": len(skipped)},
         skipped_files=skipped,
     )
+
+
+def _skipped(name: str, source: Path, files: list[str], failed: dict[int, str],
+             skip_bad: bool) -> list[str]:
+    """The files left out ("path: reason"), each said in the log; without `skip_bad`, the
+    first one stops preparation instead."""
+    if failed and not skip_bad:
+        row = min(failed)
+        raise DataError(f"{source / files[row]}: {failed[row]}; remove or replace the file, or "
+                        f"set data.{name}.skip_bad: true to leave such files out")
+    skipped = [f"{files[row]}: {reason}" for row, reason in sorted(failed.items())]
+    for line in skipped:
+        print(f"[{name}] skipped {line}", file=sys.stderr)
+    return skipped
 
 
 def _rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -125,12 +130,6 @@ def _rows(images: np.ndarray, rows: np.ndarray) -> np.ndarray:
     if len(rows) and rows[-1] - rows[0] == len(rows) - 1:
         return images[rows[0] : rows[-1] + 1]
     return images[rows]
-
-
-def _report_ignored(name: str, found: image_files.ImageFiles, log) -> None:
-    for reason, count in sorted(found.ignored.items()):
-        print(f"[{name}] ignored {count} ({reason}), e.g. {found.ignored_example[reason]}",
-              file=log)
 
 
 def _require_every_class(source: Path, class_names: list[str], train_labels: np.ndarray) -> None:
