@@ -183,7 +183,10 @@ def test_resize_modes(tmp_path, resize):
         assert (image == image[4]).all()
 
 
-def test_worker_processes_decode_as_the_caller_would(folder, monkeypatch):
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+def test_worker_processes_decode_as_the_caller_would(folder, monkeypatch, start_method):
+    import multiprocessing
+
     from imgzoo.data.image_files import list_images
     from imgzoo.progress import CountProgress
 
@@ -194,10 +197,25 @@ def test_worker_processes_decode_as_the_caller_would(folder, monkeypatch):
     alone = decode_pool.decode_files(folder, files, progress=quiet, workers=1, **args)
     monkeypatch.setattr(decode_pool, "MIN_FOR_WORKERS", 0)
     monkeypatch.setattr(decode_pool, "MIN_CHUNK", 5)
+    monkeypatch.setattr(decode_pool, "_start_method",
+                        lambda: multiprocessing.get_context(start_method))
     pooled = decode_pool.decode_files(folder, files, progress=quiet, workers=2, **args)
     np.testing.assert_array_equal(alone.images, pooled.images)
     assert alone.sha256 == pooled.sha256 and alone.failed == pooled.failed
     assert list(pooled.failed) == [files.index("train/dog/07.bmp")]
+
+
+def test_workers_are_forked_unless_torch_is_loaded():
+    """`imgzoo prepare` (no torch) forks its workers; a process with torch's threads does not."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from imgzoo.data import decode_pool as p; "
+            "a = p._start_method().get_start_method(); import torch; "
+            "print(a, p._start_method().get_start_method())")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.split() == ["fork", "forkserver"]
 
 
 # --- bad inputs: one line naming the file or folder, and no prepared file ----------------------
