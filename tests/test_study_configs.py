@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 from helpers import default_model_args
 
+from imgzoo import data
 from imgzoo.cli import main
 from imgzoo.config import Run, Study, load_study, load_yaml, merge
+from imgzoo.paths import Layout
 
 STUDIES = Path(__file__).parents[1] / "config" / "studies"
 OVERLAY = STUDIES / "overlays" / "small-data-transformers-pretrained.yaml"
@@ -380,7 +382,7 @@ PINNED = {
 
 @pytest.fixture(scope="module")
 def studies():
-    return {name: load_study([STUDIES / name]) for name in PINNED}
+    return {name: load_study([STUDIES / name], check_sources=False) for name in PINNED}
 
 
 def _rows():
@@ -588,7 +590,7 @@ def test_published_numbers_do_not_enter_run_specs(studies, name):
 
 
 def test_the_pretrained_overlay_adds_the_fine_tuning_runs():
-    study = load_study([STUDIES / "small-data-transformers.yaml", OVERLAY])
+    study = load_study([STUDIES / "small-data-transformers.yaml", OVERLAY], check_sources=False)
     published = _published(study)
     for key, value in PUBLISHED_PRETRAINED.items():
         assert published[key]["value"] == value, key
@@ -605,16 +607,33 @@ def test_the_pretrained_overlay_adds_the_fine_tuning_runs():
     mixer = resolved(study, "mixer-pretrained", "tinyimagenet")
     assert (mixer["epochs"], mixer["batch_size"], mixer["lr"]) == (1, 32, 5e-5)
     # the overlay only adds: the study's own runs are unchanged
-    alone = load_study([STUDIES / "small-data-transformers.yaml"])
+    alone = load_study([STUDIES / "small-data-transformers.yaml"], check_sources=False)
     assert set(alone.experiments) < set(study.experiments)
     merged = merge(load_yaml(STUDIES / "small-data-transformers.yaml"), load_yaml(OVERLAY))
     assert merged["train"] == load_yaml(STUDIES / "small-data-transformers.yaml")["train"]
 
 
 @pytest.mark.parametrize("path", sorted(STUDIES.glob("*.yaml")), ids=lambda p: p.name)
-def test_every_study_passes_imgzoo_check(path, capsys):
+def test_every_study_passes_imgzoo_check(path, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # where each real dataset's source is (checked for existence)
+    for name in data.known_datasets():
+        (tmp_path / "resources" / name).mkdir(parents=True)
+        (tmp_path / "resources" / name / "archive").touch()
     assert main(["check", "--config", str(path)]) == 0
     assert "config OK" in capsys.readouterr().out
+
+
+def test_imgzoo_check_says_which_source_is_missing(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["check", "--config", str(STUDIES / "mlp-resnet-mixer.yaml")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("imgzoo: error: dataset 'cifar10': no source in resources/cifar10/ ")
+    assert "cifar-10-python.tar.gz" in err and len(err.splitlines()) == 1
+    # once prepared, the study needs its source no more
+    prepared = tmp_path / Layout("mlp-resnet-mixer").data("cifar10")
+    prepared.parent.mkdir(parents=True)
+    prepared.touch()
+    assert main(["check", "--config", str(STUDIES / "mlp-resnet-mixer.yaml")]) == 0
 
 
 def test_default_model_args_are_the_builders_then_the_presets():

@@ -13,7 +13,7 @@ import pytest
 import yaml
 from helpers import BIN, REPO, environment, snakemake
 
-from imgzoo import runlog
+from imgzoo import data, runlog
 from imgzoo.paths import Layout
 
 STUDY_FILES = sorted((REPO / "config/studies").glob("*.yaml"))
@@ -65,6 +65,9 @@ def checked_runs(workdir: Path, *config: str) -> dict:
 )
 def test_snakemake_trains_exactly_the_runs_imgzoo_check_resolves(study, tmp_path):
     workdir = checkout(tmp_path)  # the default study lies beside, as in every checkout
+    for name in data.known_datasets():  # a source for each: planning checks they exist
+        (workdir / "resources" / name).mkdir(parents=True)
+        (workdir / "resources" / name / "archive").touch()
     if study is None:  # `make run`: no --configfile, the default study
         planned, checked = planned_runs(workdir), checked_runs(workdir)
     else:

@@ -16,13 +16,15 @@ import math
 import torch
 import torch.nn.functional as F
 
-from imgzoo.errors import ConfigError, unknown_name
+from imgzoo import schema
+from imgzoo.errors import unknown_name
 
 _DESCRIPTIONS = {
     "none": "no augmentation",
     "flip": "horizontal flip (p=0.5)",
-    "crop": "random crop, zero padding crop_padding px (default 4)",
-    "standard": "random crop, zero padding crop_padding px (default 4) + horizontal flip (p=0.5)",
+    "crop": "random crop, zero padding crop_padding px (default image_size // 8)",
+    "standard": "random crop, zero padding crop_padding px (default image_size // 8) + "
+    "horizontal flip (p=0.5)",
     "standard+rotate": "standard + rotation uniform in [-15, 15] degrees (nearest, zero fill)",
     "resized_crop+flip": "random resized crop (area 0.8-1, aspect ratio 0.9-1.1) of every image "
     "+ horizontal flip (p=0.5)",
@@ -71,17 +73,15 @@ def describe(preset: str) -> str:
     return f"{preset}: {_DESCRIPTIONS[preset]}"
 
 
-def build(preset: str, image_size: int, *, crop_padding: int = 4):
+def build(preset: str, image_size: int, *, crop_padding: int | str = "auto"):
     """The augmentation `aug(x, generator) -> x'` of a preset for square images of `image_size`.
 
     crop_padding: the zero padding of the random crop (crop, standard, standard+rotate), in
-    pixels at any image size, as the sources padded (4 px at 32, 64 and 96 px alike).
+    pixels, or "auto" to scale it with the image (`imgzoo.schema.crop_padding_px`).
     """
     if preset not in _DESCRIPTIONS:
         raise unknown_name("augmentation", preset, PRESETS)
-    if isinstance(crop_padding, bool) or not isinstance(crop_padding, int) or crop_padding < 0:
-        raise ConfigError(f"crop_padding={crop_padding!r} must be a whole number of pixels >= 0")
-    pad = crop_padding
+    pad = schema.crop_padding_px(crop_padding, image_size)
     return {
         "none": _identity,
         "flip": functools.partial(_crop_flip, pad=0, flip=True),

@@ -1,4 +1,5 @@
-"""What a run prints: a live bar on a terminal, one plain line per epoch otherwise (job logs)."""
+"""What a long step prints: a live bar on a terminal, one plain line per epoch (a run) or per
+chunk (preparing a dataset) otherwise, for job logs."""
 
 from __future__ import annotations
 
@@ -32,12 +33,9 @@ class Progress:
         if not self.live:
             return
         self._last = time.perf_counter()
-        width = 24
-        filled = int(width * done / total)
-        bar = "#" * filled + "." * (width - filled)
         rate = done / max(self._last - self._t0, 1e-9)
         print(
-            f"\r{self.label}epoch {self.epoch}/{self.epochs} [{bar}]"
+            f"\r{self.label}epoch {self.epoch}/{self.epochs} [{bar(done, total)}]"
             f" {done}/{total} loss {loss:.4f} {rate:.1f} it/s",
             end="",
             file=self.stream,
@@ -59,3 +57,37 @@ class Progress:
     def _clear(self) -> None:
         if self.live:
             print("\r\033[K", end="", file=self.stream)
+
+
+class CountProgress:
+    """Progress through `total` items (images being prepared, say), in chunks."""
+
+    def __init__(self, total: int, what: str, label: str = "", stream=None):
+        self.total, self.what = total, what
+        self.label = f"{label} " if label else ""
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.done = 0
+        self._t0 = time.perf_counter()
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        rate = self.done / max(time.perf_counter() - self._t0, 1e-9)
+        text = (f"{self.label}{self.done}/{self.total} {self.what} "
+                f"({100 * self.done / max(self.total, 1):.0f}%, {rate:.0f}/s)")
+        if self.live:
+            print(f"\r\033[K[{bar(self.done, self.total)}] {text}", end="", file=self.stream,
+                  flush=True)
+        else:
+            print(text, file=self.stream, flush=True)
+
+    def finish(self, message: str) -> None:
+        """End the bar with a line saying what was done."""
+        if self.live:
+            print("\r\033[K", end="", file=self.stream)
+        print(f"{self.label}{message}", file=self.stream, flush=True)
+
+
+def bar(done: int, total: int, width: int = 24) -> str:
+    filled = int(width * done / max(total, 1))
+    return "#" * filled + "." * (width - filled)

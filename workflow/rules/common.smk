@@ -11,6 +11,7 @@ import sys
 from imgzoo.cli import put_command_on_path
 from imgzoo.gpus import local_limit as local_gpu_limit
 from imgzoo.config import Run, load_study
+from imgzoo.data.registry import NAME_PATTERN as DATASET_NAME
 from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models.catalog import has_first_layer_view
 from imgzoo.slurm_resources import as_snakemake
@@ -33,7 +34,7 @@ config.update(STUDY.config)
 
 
 wildcard_constraints:
-    dataset="[A-Za-z0-9_]+",
+    dataset=DATASET_NAME,
     experiment="[^/]+",
     seed=r"\d+",
 

@@ -18,7 +18,7 @@ def cmd_tables(args) -> int:
     if args.partial:
         from imgzoo.status import current_logs
 
-        study = study_of(args)
+        study = study_of(args, check_sources=False)
         logs, same_as, unfinished = current_logs(study)
         out_dir = Path(args.out_dir or study.layout.partial.tables)
         write_tables(logs, out_dir, same_as=same_as, labels=study.labels_of(study.runs))
@@ -60,7 +60,7 @@ def cmd_curves(args) -> int:
     if args.partial:
         from imgzoo.status import current_logs
 
-        study = study_of(args)
+        study = study_of(args, check_sources=False)
         for dataset in dict.fromkeys(run.dataset for run in study.runs):
             logs, same_as, unfinished = current_logs(study, dataset)
             if not logs:

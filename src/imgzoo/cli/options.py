@@ -16,8 +16,9 @@ def with_config(p):
     return p
 
 
-def study_of(args):
-    """The study of the command's `--config` files (`imgzoo.config.load_study`)."""
+def study_of(args, *, check_sources: bool = True):
+    """The study of the command's `--config` files (`imgzoo.config.load_study`); commands that
+    only read what runs left (status, partial tables) need no dataset's source."""
     from imgzoo.config import load_study
 
-    return load_study(args.config)
+    return load_study(args.config, check_sources=check_sources)

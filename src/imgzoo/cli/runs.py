@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -72,9 +73,19 @@ def cmd_prepare(args) -> int:
     if args.out is None and study is None:
         raise ConfigError(f"prepare: give --out (no study config: {DEFAULT_CONFIG} is missing)")
     out = args.out or study.layout.data(args.dataset)
+    if args.workers:
+        use_cores(args.workers)
     data.prepare(args.dataset, options, out)
     print(f"prepared {args.dataset} -> {out}", file=sys.stderr)
     return 0
+
+
+def use_cores(n: int) -> None:
+    """Keep this process, and the workers it starts, on `n` of the cores it may use (the
+    workflow's `threads` of the rule): decoding a large image folder uses them all otherwise."""
+    if hasattr(os, "sched_setaffinity"):
+        allowed = sorted(os.sched_getaffinity(0))
+        os.sched_setaffinity(0, allowed[: max(1, n)])
 
 
 def cmd_train(args) -> int:
@@ -123,7 +134,7 @@ def cmd_status(args) -> int:
 
     from imgzoo import status
 
-    study = study_of(args)
+    study = study_of(args, check_sources=False)
     while True:
         runs, summary = status.study_status(study)
         if args.json:
@@ -157,6 +168,7 @@ def register(sub) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--out", help="default: the study's results/<study>/data/DATASET.h5")
     p.add_argument("--options", help="preparation options as JSON (default: from the config)")
+    p.add_argument("--workers", type=int, help="cores to decode images on (default: all allowed)")
     p.set_defaults(func=cmd_prepare)
 
     p = with_config(sub.add_parser("train", help="run (or resume) one training run"))

@@ -32,14 +32,20 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_study(paths: list[str | Path] | None = None, overrides: dict | None = None) -> Study:
+def load_study(
+    paths: list[str | Path] | None = None,
+    overrides: dict | None = None,
+    *,
+    check_sources: bool = True,
+) -> Study:
     """The study that config files describe: the only way a study is made from files, for
     Snakemake (common.smk) and the command line alike.
 
     `paths` are merged in order, key by key (later files win), and nothing else is added to them:
     no file but those given (the default study, `config/config.yaml`, only when none is given).
     `overrides` (Snakemake's `--config KEY=VALUE`) are merged last. The study's `name` defaults to
-    the first file's name without extension.
+    the first file's name without extension. A dataset whose source is missing, and which was
+    not prepared before, is a DataError here, before any job (`check_sources`).
     """
     paths = [Path(p) for p in (paths or [DEFAULT_CONFIG])]
     config: dict = {}
@@ -47,7 +53,13 @@ def load_study(paths: list[str | Path] | None = None, overrides: dict | None = N
         config = merge(config, load_yaml(path))
     config = merge(config, _typed(dict(overrides or {})))
     config.setdefault("name", paths[0].stem)
-    return Study(config)
+    study = Study(config)
+    if check_sources:
+        from imgzoo.data import require_sources
+
+        used = dict.fromkeys(run.dataset for run in study.runs)
+        require_sources({d: study.data_options(d) for d in used}, study.layout.data)
+    return study
 
 
 def _typed(value):

@@ -178,9 +178,9 @@ def _format_value(value) -> str:
 
 
 def _check_datasets(config: dict, experiments: dict[str, dict]) -> None:
-    from imgzoo.data import checked_options, known_datasets
+    from imgzoo.data import checked_options, dataset_names
 
-    known = known_datasets()
+    known = dataset_names(config["data"])
     for name in config["datasets"]:
         if name not in known:
             raise ConfigError(f"config 'datasets': {unknown_name('dataset', name, known)}")

@@ -17,6 +17,7 @@ from imgzoo.config.resolve import datasets_of, resolve, train_keys_of
 from imgzoo.errors import ConfigError, unknown_name
 from imgzoo.models import catalog
 from imgzoo.paths import Layout
+from imgzoo.schema import crop_padding_px
 from imgzoo.spec import RunId, RunSpec, Settings
 
 
@@ -155,6 +156,19 @@ class Study:
             **self.experiments[experiment].get("resources", {}),
         }
 
+    def _resolved_padding(self, train: dict, dataset: str) -> dict:
+        """`crop_padding: auto` as the pixels it means where the dataset's image size is known
+        before preparation (the settings then say what the run does; a NumPy archive's size is
+        known in the job only, where `auto` is resolved)."""
+        if train["crop_padding"] != "auto":
+            return train
+        from imgzoo.data import image_size
+
+        size = image_size(dataset, self.data_options(dataset))
+        if size is None:
+            return train
+        return {**train, "crop_padding": crop_padding_px("auto", size)}
+
     def spec(self, run: Run) -> RunSpec:
         """Everything one run needs, resolved: what the train command gets and the log keeps."""
         experiment, dataset = run.experiment, run.dataset
@@ -172,10 +186,11 @@ class Study:
         family, model_args = catalog.resolve(
             exp["model"], {**exp.get("model_args", {}), **per_dataset.get("model_args", {})}
         )
+        train = {**self.train, **train_keys_of(exp), **train_keys_of(per_dataset)}
         settings = Settings(
             family=family,
             model_args=model_args,
-            train={**self.train, **train_keys_of(exp), **train_keys_of(per_dataset)},
+            train=self._resolved_padding(train, dataset),
             data=self.data_options(dataset),
         )
         return RunSpec(

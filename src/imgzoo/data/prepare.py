@@ -7,25 +7,16 @@ import os
 
 import numpy as np
 
-from imgzoo.data import options as opts
 from imgzoo.data import registry, splits, stats, store
+from imgzoo.data.checks import checked_options
 from imgzoo.data.readers import Raw
 from imgzoo.errors import ConfigError
-
-
-def checked_options(name: str, options: dict | None) -> dict:
-    """The dataset's options with their defaults, every key and value checked (ConfigError naming
-    the bad one): what `prepare` reads, and what a study checks before any job runs."""
-    module = registry.reader(name)
-    options = opts.resolve(name, module.OPTIONS, options)
-    module.check_options(name, options)
-    return options
 
 
 def prepare(name: str, options: dict | None, out_path: str | os.PathLike) -> None:
     """Prepare dataset `name` into `out_path` (atomically: no file appears if anything fails)."""
     options = checked_options(name, options)
-    raw = registry.reader(name).read(name, options)
+    raw = registry.reader(name, options).read(name, options)
     train, val = _train_val(name, raw, options)
     mean, std = stats.channel_mean_std(raw.train_x, train.rows)
     attrs = {
@@ -39,10 +30,12 @@ def prepare(name: str, options: dict | None, out_path: str | os.PathLike) -> Non
         "options": json.dumps(options, sort_keys=True, default=str),
         "mean": mean,
         "std": std,
+        "preparation": json.dumps(raw.preparation, sort_keys=True),
     }
     test_rows = np.arange(len(raw.test_y), dtype=np.int64)
     test = store.Split(raw.test_x, raw.test_y, test_rows, raw.test_index)
-    store.write(out_path, attrs, raw.class_names, {"train": train, "val": val, "test": test})
+    store.write(out_path, attrs, raw.class_names, {"train": train, "val": val, "test": test},
+                raw.skipped_files)
 
 
 def _train_val(name: str, raw: Raw, options: dict) -> tuple[store.Split, store.Split]:

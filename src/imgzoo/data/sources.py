@@ -64,27 +64,43 @@ def help_text(name: str, official: Official) -> str:
             f"download: true fetches it there (needs torchvision)")
 
 
+def missing(name: str, options: dict, official: Official,
+            default: Path | None = None) -> str | None:
+    """Why the dataset's files cannot be found, in one line, or None when they can (or will be
+    downloaded). Existence only, nothing is read: cheap enough for a study's check before any
+    job, and the same verdict `locate` gives when the dataset is prepared."""
+    if options["download"]:
+        return None
+    if options["source"] is not None:
+        path = Path(options["source"]).expanduser()
+        if path.exists():
+            return None
+        return f"dataset '{name}': source {path} does not exist ({help_text(name, official)})"
+    if _resources(name) is not None or (default is not None and default.is_dir()):
+        return None
+    return f"dataset '{name}': no source in {RESOURCES / name}/ ({help_text(name, official)})"
+
+
+def _resources(name: str) -> Path | None:
+    """resources/<name>/ when it holds anything."""
+    path = RESOURCES / name
+    return path if path.is_dir() and any(path.iterdir()) else None
+
+
 def locate(name: str, options: dict, official: Official, default: Path | None = None) -> Path:
     """The path to read: the `source` option, else resources/<name>/ (else `default`).
 
     A folder holding the official archive resolves to the archive.
     """
-    source = options["source"]
     if options["download"]:
         download(name, official)
-    if source is not None:
-        path = Path(source).expanduser()
-        if not path.exists():
-            raise DataError(f"dataset '{name}': source {path} does not exist "
-                            f"({help_text(name, official)})")
+    problem = missing(name, {**options, "download": False}, official, default)
+    if problem is not None:
+        raise DataError(problem)
+    if options["source"] is not None:
+        path = Path(options["source"]).expanduser()
     else:
-        path = RESOURCES / name
-        if not (path.is_dir() and any(path.iterdir())):
-            if default is not None and default.is_dir():
-                path = default
-            else:
-                raise DataError(f"dataset '{name}': no source in {path}/ "
-                                f"({help_text(name, official)})")
+        path = _resources(name) or default
     if path.is_dir():
         archives = [path / f for f in official.files if (path / f).is_file()]
         if len(official.files) == 1 and archives:

@@ -63,21 +63,33 @@ class Prepared:
     source_index: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict = field(default_factory=dict)
     path: Path | None = None
+    skipped_files: list[str] = field(default_factory=list)
 
     @property
     def options(self) -> dict:
         return json.loads(self.attrs.get("options", "{}"))
 
+    @property
+    def preparation(self) -> dict:
+        """What preparing the source did that the images do not show (files older than this
+        attribute have none)."""
+        return json.loads(self.attrs.get("preparation", "{}"))
+
 
 def write(path: str | os.PathLike, attrs: dict, class_names: list[str],
-          splits: dict[str, Split]) -> None:
-    """Write a prepared dataset atomically; `attrs` are the root attributes after schema ones."""
+          splits: dict[str, Split], skipped_files: list[str] = ()) -> None:
+    """Write a prepared dataset atomically; `attrs` are the root attributes after schema ones,
+    `skipped_files` the source's files left out as unreadable ("path: reason")."""
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["schema"] = SCHEMA
         f.attrs["schema_version"] = SCHEMA_VERSION
         for key, value in attrs.items():
             f.attrs[key] = value
         f.create_dataset("class_names", data=np.array(class_names, dtype=h5py.string_dtype()))
+        # A dataset, not an attribute: an attribute holds at most 64 KiB, and a damaged folder
+        # may leave out thousands of files.
+        f.create_dataset("skipped_files",
+                         data=np.array(list(skipped_files), dtype=h5py.string_dtype()))
         for split_name in SPLITS:
             _write_split(f.create_group(split_name), splits[split_name])
         f.flush()
@@ -108,6 +120,7 @@ def load(path: str | os.PathLike) -> Prepared:
                 what="prepared dataset", redo=redo, error=DataError,
             )
             class_names = strings(f["class_names"][()])
+            skipped = strings(f["skipped_files"][()]) if "skipped_files" in f else []
             arrays = {
                 s: (f[s]["images"][()], f[s]["labels"][()], f[s]["source_index"][()])
                 for s in SPLITS
@@ -131,6 +144,7 @@ def load(path: str | os.PathLike) -> Prepared:
         source_index={s: arrays[s][2] for s in SPLITS},
         attrs=attrs,
         path=path,
+        skipped_files=skipped,
     )
     _check_consistent(prepared, path, redo)
     return prepared

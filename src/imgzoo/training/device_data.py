@@ -58,7 +58,7 @@ class DeviceData:
         train_subset_size: int,
         normalize: bool = True,
         channels_last: bool = False,
-        crop_padding: int = 4,
+        crop_padding: int | str = "auto",
     ):
         self.device = device
         self.image_size = prepared.image_size

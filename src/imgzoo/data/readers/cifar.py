@@ -45,6 +45,10 @@ LAYOUTS = {
 }
 
 
+def source_problem(name: str, options: dict) -> str | None:
+    return sources.missing(name, options, LAYOUTS[name].official)
+
+
 def read(name: str, options: dict) -> Raw:
     layout = LAYOUTS[name]
     tree = sources.open_archive_or_folder(name, options, layout.official, layout.root)
@@ -96,3 +100,8 @@ def _stack(batches: list) -> tuple[np.ndarray, np.ndarray]:
         start += len(data)
         del data
     return images, labels
+
+
+
+def image_size(options: dict) -> int:
+    return SIZE

@@ -39,3 +39,7 @@ def read(name: str, options: dict) -> Raw:
         source="sklearn.datasets.load_digits", source_sha256=digest,
         train_index=train_rows, test_index=test_rows,
     )
+
+
+def image_size(options: dict) -> int:
+    return 8  # scikit-learn's digits are 8×8

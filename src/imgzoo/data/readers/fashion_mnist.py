@@ -48,6 +48,10 @@ def check_options(name: str, options: dict) -> None:
     _expected(name, options["checksum"])
 
 
+def source_problem(name: str, options: dict) -> str | None:
+    return sources.missing(name, options, OFFICIAL, default=DEBIAN)
+
+
 def read(name: str, options: dict) -> Raw:
     folder = sources.locate(name, options, OFFICIAL, default=DEBIAN)
     if not folder.is_dir():
@@ -146,3 +150,7 @@ def _idx(where: Path, data: bytes, magic: int) -> np.ndarray:
     if ndim == 3 and shape[1] != shape[2]:
         raise DataError(f"{where}: images of {shape[1]}×{shape[2]}, expected square ones")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def image_size(options: dict) -> int:
+    return 28  # Fashion-MNIST's images are 28×28

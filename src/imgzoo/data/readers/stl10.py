@@ -22,6 +22,10 @@ IMAGE_BYTES = 3 * SIZE * SIZE
 FILES = ("train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin", "class_names.txt")
 
 
+def source_problem(name: str, options: dict) -> str | None:
+    return sources.missing(name, options, OFFICIAL)
+
+
 def read(name: str, options: dict) -> Raw:
     tree = sources.open_archive_or_folder(name, options, OFFICIAL, ROOT)
     arrays, class_names = {}, None
@@ -55,3 +59,8 @@ def _images(data: bytes, where: str) -> np.ndarray:
     images = np.empty((len(planes), SIZE, SIZE, 3), dtype=np.uint8)
     images[...] = planes.transpose(0, 3, 2, 1)
     return images
+
+
+
+def image_size(options: dict) -> int:
+    return SIZE

@@ -144,3 +144,7 @@ def samples(rng: np.random.Generator, protos: np.ndarray, waves: np.ndarray,
         pixels = 0.5 + AMPLITUDE * contrast * pattern + brightness + noise
         images[start : start + k] = np.rint(np.clip(pixels, 0, 1) * 255)
     return images, labels
+
+
+def image_size(options: dict) -> int:
+    return options["image_size"]

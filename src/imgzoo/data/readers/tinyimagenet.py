@@ -26,6 +26,10 @@ ROOT = "tiny-imagenet-200"
 SIZE = 64
 
 
+def source_problem(name: str, options: dict) -> str | None:
+    return sources.missing(name, options, OFFICIAL)
+
+
 def read(name: str, options: dict) -> Raw:
     tree = sources.open_archive_or_folder(name, options, OFFICIAL, ROOT)
     if not hasattr(tree, "names"):
@@ -92,3 +96,8 @@ def _decode_all(tree, files: list[str]) -> np.ndarray:
             raise DataError(f"{tree.path}:{ROOT}/{member}: not a readable JPEG ({e}); "
                             f"download the archive again") from e
     return images
+
+
+
+def image_size(options: dict) -> int:
+    return SIZE
