@@ -287,9 +287,9 @@ def test_sweep_png_and_axis_kinds(logs, tmp_path):
     paths = [logs[k] for k in ORDER]
     sweeps.write_sweep_plot(paths, "lr", out, labels=LABELS)
     image(out)
-    assert sweeps._axis_kind([0.1, 0.01, 0.001]) == "log"
-    assert sweeps._axis_kind([1, 2, 4]) == "linear"
-    assert sweeps._axis_kind(["flip", "none"]) == "category"
+    assert sweeps.axis_kind([0.1, 0.01, 0.001]) == "log"
+    assert sweeps.axis_kind([1, 2, 4]) == "linear"
+    assert sweeps.axis_kind(["flip", "none"]) == "category"
     with pytest.raises(ConfigError, match="no run of sweep 'nope'"):
         sweeps.write_sweep_plot(paths, "nope", out, labels=LABELS)
 
@@ -311,7 +311,7 @@ def test_categorical_sweep_with_a_lost_point(tmp_path):
                     status=status,
                 )
             )
-    assert sweeps._axis_kind(["none", "flip", '["flip", "crop"]']) == "category"
+    assert sweeps.axis_kind(["none", "flip", '["flip", "crop"]']) == "category"
     sweeps.write_sweep_plot(paths, "aug", tmp_path / "aug.png", metric="best_val_acc",
                             labels=LABELS)
     image(tmp_path / "aug.png")

@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from helpers import default_model_args
 
 import imgzoo.models as models
@@ -196,13 +197,24 @@ def test_vit_rejects_bad_options():
 # --- ViT attention variants -----------------------------------------------------------------
 
 
+def layer_logits(model, images) -> list[torch.Tensor]:
+    """The attention logits (B, heads, T, T) each attention layer computes for the tokens it
+    gets when the model sees `images` (its input caught by a forward pre-hook)."""
+    tokens = []
+    hooks = [layer.register_forward_pre_hook(lambda m, args: tokens.append(args[0]))
+             for layer in model.attention_layers()]
+    with torch.no_grad():
+        model(images)
+    for hook in hooks:
+        hook.remove()
+    return [layer.logits(*layer.qkv(x)[:2]) for layer, x in
+            zip(model.attention_layers(), tokens, strict=True)]
+
+
 def test_diag_mask_puts_the_minimum_on_the_diagonal():
     model = make("vit", **TINY["vit"], norm="pre", diag_mask=True, temperature="log").eval()
-    for layer in model.attention_layers():
-        layer.record_logits = True
-    model(torch.randn(2, 3, 32, 32))
-    for layer in model.attention_layers():
-        logits = layer.last_logits  # (B, heads, T, T), T = 16 patches + CLS
+    for logits in layer_logits(model, torch.randn(2, 3, 32, 32)):
+        # (B, heads, T, T), T = 16 patches + CLS
         assert logits.shape == (2, 2, 17, 17)
         eye = torch.eye(17, dtype=torch.bool)
         assert (logits[..., eye] == torch.finfo(logits.dtype).min).all()
@@ -212,10 +224,8 @@ def test_diag_mask_puts_the_minimum_on_the_diagonal():
 
 def test_no_diag_mask_leaves_the_diagonal_alone():
     model = make("vit", **TINY["vit"]).eval()
-    layer = model.attention_layers()[0]
-    layer.record_logits = True
-    model(torch.randn(1, 3, 32, 32))
-    assert (layer.last_logits.diagonal(dim1=-2, dim2=-1) > -1e4).all()
+    logits = layer_logits(model, torch.randn(1, 3, 32, 32))[0]
+    assert (logits.diagonal(dim1=-2, dim2=-1) > -1e4).all()
 
 
 @pytest.mark.parametrize(
@@ -233,14 +243,11 @@ def test_learned_temperature_per_layer_gets_gradients(kind, param, init):
 def test_temperature_scales_the_logits():
     model = make("vit", **TINY["vit"], norm="pre", temperature="vanilla").eval()
     layer = model.attention_layers()[0]
-    layer.record_logits = True
     x = torch.randn(1, 3, 32, 32)
-    model(x)
-    before = layer.last_logits
+    before = layer_logits(model, x)[0]
     with torch.no_grad():
         layer.tau.fill_(2.0)
-    model(x)
-    torch.testing.assert_close(layer.last_logits, before / 2)
+    torch.testing.assert_close(layer_logits(model, x)[0], before / 2)
 
 
 def test_rel_attn_has_u_and_v_biases():
@@ -259,9 +266,7 @@ def test_rel_attn_position_terms_depend_only_on_distance():
     with torch.no_grad():
         layer.to_qkv.weight.zero_()  # no content: q = k = 0, only u·k (= 0) and v·R remain
         layer.pos_v.normal_()
-    layer.record_logits = True
-    model(torch.randn(1, 3, 32, 32))
-    logits = layer.last_logits[0, 0]
+    logits = layer_logits(model, torch.randn(1, 3, 32, 32))[0][0, 0]
     for offset in (-3, 0, 5):
         diagonal = logits.diagonal(offset)
         torch.testing.assert_close(diagonal, diagonal[:1].expand_as(diagonal))
@@ -628,6 +633,6 @@ def test_fused_attention_equals_the_written_out_logits(options):
                     p.fill_(0.7)
     x = torch.randn(3, 17, 64)
     fused = attention(x)
-    attention.record_logits = True
-    written_out = attention(x)
+    written_out = attention.to_out(rearrange(attention.attend(*attention.qkv(x)),
+                                             "b h t d -> b t (h d)"))
     torch.testing.assert_close(fused, written_out, rtol=1e-5, atol=1e-5)

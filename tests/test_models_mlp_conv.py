@@ -13,7 +13,7 @@ from torch import nn
 import imgzoo.models as models
 from imgzoo.errors import ConfigError
 from imgzoo.models import catalog
-from imgzoo.models._layers import MixStyle
+from imgzoo.models.layers import MixStyle
 
 FAMILIES_HERE = ("mlp", "resnet18", "resnet34", "dilated", "mixer")
 PRESETS_HERE = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_HERE)

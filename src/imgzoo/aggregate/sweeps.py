@@ -28,7 +28,7 @@ def _hashable(value):
     return json.dumps(value) if isinstance(value, list | dict) else value
 
 
-def _axis_kind(values) -> str:
+def axis_kind(values) -> str:
     """'log' for positive numbers spanning more than a decade, 'linear' for other numbers,
     'category' for anything else (strings, booleans, lists)."""
     if not all(_is_number(v) for v in values):
@@ -84,7 +84,7 @@ def write_sweep_plot(
     x, base, rows = _points(read_logs(log_paths, same_as, labels), sweep_name, x)
     datasets = list(dict.fromkeys(row["dataset"] for row in rows))
     xs_all = list(dict.fromkeys(row["values"].get(x) for row in rows))
-    kind = _axis_kind(xs_all)
+    kind = axis_kind(xs_all)
     scale = 100.0 if metric in ACCURACIES else 1.0
 
     fig = new_figure((8, 5.5))

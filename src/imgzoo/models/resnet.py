@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from imgzoo.models._common import conv_tiles
-from imgzoo.models._layers import MixStyle
+from imgzoo.models.layers import MixStyle
 
 BLOCKS_PER_STAGE = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 WIDTHS = (64, 128, 256, 512)

@@ -68,7 +68,8 @@ class Attention(nn.Module):
     diag_mask: a token may not attend to itself (its logit becomes the dtype's minimum).
     temperature: one learned scalar per layer; "log" learns log(1/τ) from 0 and multiplies the
     logits by exp(param), "vanilla" learns τ from 1 and divides.
-    Set `record_logits = True` to keep the last masked logits in `last_logits` (B, heads, T, T).
+    `qkv`, `logits` and `attend` are the written-out steps of `forward` (which runs the fused
+    kernel where it can): a caller may look at the logits a layer computes for its tokens.
     """
 
     def __init__(
@@ -100,8 +101,6 @@ class Attention(nn.Module):
             self.log_inv_tau = nn.Parameter(torch.zeros(()))
         elif temperature == "vanilla":
             self.tau = nn.Parameter(torch.ones(()))
-        self.record_logits = False
-        self.last_logits: torch.Tensor | None = None
 
     def logits(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
         """Masked, scaled attention logits (B, heads, T, T) from q, k (B, heads, T, d)."""
@@ -128,16 +127,18 @@ class Attention(nn.Module):
             logits = logits.masked_fill(eye, torch.finfo(logits.dtype).min)
         return logits
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries, keys and values (B, heads, T, d) of tokens x (B, T, dim)."""
         qkv = self.to_qkv(x)
-        q, k, v = rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads)
-        if self.rel_attn or self.record_logits:
-            logits = self.logits(q, k)
-            if self.record_logits:
-                self.last_logits = logits.detach()
-            out = self.attn_drop(logits.softmax(dim=-1)) @ v
-        else:
-            out = self._fused(q, k, v)
+        return tuple(rearrange(qkv, "b t (three h d) -> three b h t d", three=3, h=self.heads))
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """The attention written out: softmax of `logits`, dropout, times v (B, heads, T, d)."""
+        return self.attn_drop(self.logits(q, k).softmax(dim=-1)) @ v
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x)
+        out = self.attend(q, k, v) if self.rel_attn else self._fused(q, k, v)
         return self.to_out(rearrange(out, "b h t d -> b t (h d)"))
 
     def _fused(self, q, k, v) -> torch.Tensor:

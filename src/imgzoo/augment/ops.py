@@ -1,108 +1,21 @@
-"""Training-time augmentation of whole batches, as a few tensor operations on the batch's device.
+"""The operations augmentation is made of, each on a whole batch on its device.
 
-The dataset lives on the device and every batch is augmented as one tensor (airbench's way): no
-per-image Python, PIL or DataLoader workers. Per-image choices are masks: an operation is computed
-for the whole batch and kept where the mask says so, which keeps shapes static and never waits on
-the GPU. Every random number comes from the caller's generator, drawn in a fixed order that does
-not depend on the data, so the same generator state gives the same batch.
-
-`build(preset, image_size)` returns `aug(x, generator) -> x'` for x float (B, C, H, W) in [0, 1].
-Normalisation is not augmentation's job.
+x is float (B, C, H, W) in [0, 1]; every random number comes from the caller's generator, one
+draw (or `n`) per image in a fixed order that does not depend on the data. Per-image choices are
+masks (an operation is computed for the whole batch and kept where chosen), so shapes stay static
+and nothing waits on the GPU. The presets (`imgzoo.augment`) are built from these.
 """
 
-import functools
 import math
 
 import torch
 import torch.nn.functional as F
 
-from imgzoo import schema
-from imgzoo.errors import unknown_name
-
-_DESCRIPTIONS = {
-    "none": "no augmentation",
-    "flip": "horizontal flip (p=0.5)",
-    "crop": "random crop, zero padding crop_padding px (default image_size // 8)",
-    "standard": "random crop, zero padding crop_padding px (default image_size // 8) + "
-    "horizontal flip (p=0.5)",
-    "standard+rotate": "standard + rotation uniform in [-15, 15] degrees (nearest, zero fill)",
-    "resized_crop+flip": "random resized crop (area 0.8-1, aspect ratio 0.9-1.1) of every image "
-    "+ horizontal flip (p=0.5)",
-    "color": "horizontal flip (p=0.5) + colour jitter 0.2/0.2/0.2/0.2 on every image",
-    "flip+brightness_hue": "horizontal flip (p=0.5) + colour jitter brightness 0.5, hue 0.25 on "
-    "every image",
-    "random": "per image 1-4 successive draws from a pool, each applied in turn (twice if drawn "
-    "twice): colour jitter, h-flip, v-flip, rotation 0-180 (nearest), affine, equalise, "
-    "autocontrast, sharpness x2 (the flips and the last three each with p=0.5), and from 64 px a "
-    "random resized crop",
-}
-PRESETS = tuple(_DESCRIPTIONS)
-
-# The pool of the `random` preset, as study 3's torchvision RandomChoice lists it.
-RANDOM_OPS = (
-    "jitter",
-    "hflip",
-    "vflip",
-    "rotate",
-    "affine",
-    "equalize",
-    "autocontrast",
-    "sharpness",
-)
-# From 64 px (study 3's STL-10 and Tiny ImageNet) the pool has a ninth member, a random resized
-# crop; at 32 px (its CIFAR-10) the pool has none.
-RANDOM_OPS_WITH_CROP = (*RANDOM_OPS[:4], "resized_crop", *RANDOM_OPS[4:])
-RESIZED_CROP_FROM = 64
-# The members that torchvision applies with probability 0.5 even once drawn (their default p).
-COIN_OPS = ("hflip", "vflip", "equalize", "autocontrast", "sharpness")
-
-
-def random_pool(image_size: int) -> tuple[str, ...]:
-    """The operations the `random` preset draws from at this image size."""
-    return RANDOM_OPS_WITH_CROP if image_size >= RESIZED_CROP_FROM else RANDOM_OPS
-
-
 # torchvision's grayscale weights (ITU-R 601-2 luma), used by contrast and saturation.
-_LUMA = (0.2989, 0.587, 0.114)
+LUMA = (0.2989, 0.587, 0.114)
 
 
-def describe(preset: str) -> str:
-    """One line saying what a preset does (for logs and the README)."""
-    if preset not in _DESCRIPTIONS:
-        raise unknown_name("augmentation", preset, PRESETS)
-    return f"{preset}: {_DESCRIPTIONS[preset]}"
-
-
-def build(preset: str, image_size: int, *, crop_padding: int | str = "auto"):
-    """The augmentation `aug(x, generator) -> x'` of a preset for square images of `image_size`.
-
-    crop_padding: the zero padding of the random crop (crop, standard, standard+rotate), in
-    pixels, or "auto" to scale it with the image (`imgzoo.schema.crop_padding_px`).
-    """
-    if preset not in _DESCRIPTIONS:
-        raise unknown_name("augmentation", preset, PRESETS)
-    pad = schema.crop_padding_px(crop_padding, image_size)
-    return {
-        "none": _identity,
-        "flip": functools.partial(_crop_flip, pad=0, flip=True),
-        "crop": functools.partial(_crop_flip, pad=pad, flip=False),
-        "standard": functools.partial(_crop_flip, pad=pad, flip=True),
-        "standard+rotate": functools.partial(_standard_rotate, pad=pad),
-        "resized_crop+flip": _resized_crop_flip,
-        "color": _flip_jitter,
-        "flip+brightness_hue": _flip_brightness_hue,
-        "random": functools.partial(_random, pool=random_pool(image_size)),
-    }[preset]
-
-
-# --- presets ---------------------------------------------------------------------------------
-
-
-def _identity(x, generator):
-    return x.clone()  # a new tensor like every other preset's, so callers may write into it
-
-
-def _crop_flip(x, generator, *, pad, flip):
+def crop_flip(x, generator, *, pad, flip):
     """Shift each image by up to ±pad px with zero fill and mirror half of them: one gather.
 
     Output pixel (i, j) of image b reads the padded image at (i + dy_b, j + dx_b), or at column
@@ -121,87 +34,23 @@ def _crop_flip(x, generator, *, pad, flip):
     return padded.gather(2, index.view(b, 1, h * w).expand(b, c, h * w)).view(b, c, h, w)
 
 
-def _standard_rotate(x, generator, *, pad):
-    """Study 2's recipe: RandomCrop(pad) + flip + RandomRotation(15), nearest as torchvision's."""
-    x = _crop_flip(x, generator, pad=pad, flip=True)
-    angle = _uniform(generator, x, -15.0, 15.0)
-    return _warp(x, _forward_map(angle), mode="nearest")
-
-
-def _flip_jitter(x, generator):
-    return color_jitter(_crop_flip(x, generator, pad=0, flip=True), generator)
-
-
-def _flip_brightness_hue(x, generator):
-    """Study 3's Perceiver IO recipe on CIFAR-10: flip + ColorJitter(brightness=0.5, hue=0.25)."""
-    x = _crop_flip(x, generator, pad=0, flip=True)
-    return color_jitter(x, generator, brightness=0.5, contrast=0.0, saturation=0.0, hue=0.25)
-
-
-def _resized_crop_flip(x, generator):
-    """Study 1's recipe: RandomResizedCrop(scale=(0.8, 1), ratio=(0.9, 1.1)) + flip."""
-    x = _resized_crop(x, generator, scale=(0.8, 1.0), ratio=(0.9, 1.1))
-    return _crop_flip(x, generator, pad=0, flip=True)
-
-
-def draw_ops(batch: int, generator, device=None, pool=RANDOM_OPS) -> torch.Tensor:
-    """(B, 4) long: the operation of each of an image's four draws, as an index into `pool`, or
-    -1 for the draws past the image's count.
-
-    Study 3's RandomChoice of [rt, rt·rt, rt·rt·rt, rt·rt·rt·rt], rt a RandomChoice over the
-    pool: the count is uniform in 1..4 and the draws are independent, with replacement. This is
-    the first thing `random` draws, so a clone of the generator tells a test what the batch got.
-    """
-    count = torch.randint(1, 5, (batch, 1), generator=generator, device=device)
-    draws = torch.randint(0, len(pool), (batch, 4), generator=generator, device=device)
-    return torch.where(torch.arange(4, device=device) < count, draws, -1)
-
-
-def _random(x, generator, *, pool):
-    """Study 3's random augmentation: each image's draws (draw_ops) applied one after another,
-    in the order drawn, so an operation drawn twice is applied twice."""
-    for op in draw_ops(x.shape[0], generator, x.device, pool).unbind(1):
-        x = _apply_drawn(x, generator, op, pool)
-    return x
-
-
-def _apply_drawn(x, generator, op, pool):
-    """Each image's operation `op` (an index into pool; -1: none) applied to it.
-
-    Every operation is computed for the whole batch, its random parameters (and the p=0.5 coin
-    of COIN_OPS) drawn for every image in the pool's order, and kept where the image drew it:
-    the draws never depend on the data.
-    """
-    b = x.shape[0]
-    out = x
-    for index, name in enumerate(pool):
-        chosen = op == index
-        if name in COIN_OPS:
-            chosen = chosen & (torch.rand(b, generator=generator, device=x.device) < 0.5)
-        out = torch.where(chosen[:, None, None, None], _RANDOM_OP[name](x, generator), out)
-    return out
-
-
-def _rotate_0_180(x, generator):
+def rotate_0_180(x, generator):
     """RandomRotation(degrees=(0, 180)): nearest neighbour (torchvision's default), zero fill."""
-    return _warp(x, _forward_map(_uniform(generator, x, 0.0, 180.0)), mode="nearest")
+    return warp(x, forward_map(uniform(generator, x, 0.0, 180.0)), mode="nearest")
 
 
-def _random_affine(x, generator):
+def random_affine(x, generator):
     """RandomAffine(15, translate=(0.2, 0.2), scale=(0.8, 1.2), shear=15), bilinear, zero fill.
 
     As torchvision draws them: angle and x-shear uniform in +-15 degrees, scale in 0.8-1.2, and
     a shift of a whole number of pixels, up to 20% of each side.
     """
     _, _, h, w = x.shape
-    angle, shift_x, shift_y, scale, shear = _uniform(generator, x, -1.0, 1.0, n=5)
-    return _warp(x, _forward_map(
+    angle, shift_x, shift_y, scale, shear = uniform(generator, x, -1.0, 1.0, n=5)
+    return warp(x, forward_map(
         15 * angle, 1 + 0.2 * scale, 15 * shear,
         (0.2 * w * shift_x).round(), (0.2 * h * shift_y).round(),
     ))
-
-
-# --- operations on whole batches ---------------------------------------------------------------
 
 
 def color_jitter(x, generator, brightness=0.2, contrast=0.2, saturation=0.2, hue=0.2):
@@ -215,17 +64,17 @@ def color_jitter(x, generator, brightness=0.2, contrast=0.2, saturation=0.2, hue
     b, c = x.shape[:2]
     unit = 2 * torch.rand(3, b, 1, 1, 1, generator=generator, device=x.device) - 1
     factor = [1 + s * u for s, u in zip((brightness, contrast, saturation), unit, strict=True)]
-    turns = _uniform(generator, x, -hue, hue)
+    turns = uniform(generator, x, -hue, hue)
     order = jitter_order(b, generator, x.device)
 
     def contrast_of(t):
-        return (factor[1] * t + (1 - factor[1]) * _gray(t).mean((1, 2, 3), keepdim=True))
+        return (factor[1] * t + (1 - factor[1]) * gray(t).mean((1, 2, 3), keepdim=True))
 
     adjustments = [
         lambda t: t * factor[0],
         contrast_of,
-        lambda t: factor[2] * t + (1 - factor[2]) * _gray(t) if c == 3 else t,
-        lambda t: _shift_hue(t, turns) if c == 3 else t,
+        lambda t: factor[2] * t + (1 - factor[2]) * gray(t) if c == 3 else t,
+        lambda t: shift_hue(t, turns) if c == 3 else t,
     ]
     for step in order.unbind(1):  # each image's first adjustment, then its second, ...
         before = x
@@ -285,24 +134,21 @@ def sharpen(x, factor=2.0):
     return out
 
 
-# --- helpers -------------------------------------------------------------------------------------
-
-
-def _uniform(generator, like, low, high, n=None):
+def uniform(generator, like, low, high, n=None):
     """(B,) or (n, B) uniform draws in [low, high) on `like`'s device, one per image."""
     shape = (like.shape[0],) if n is None else (n, like.shape[0])
     u = torch.rand(shape, generator=generator, device=like.device)
     return low + (high - low) * u
 
 
-def _gray(x):
+def gray(x):
     if x.shape[1] != 3:
         return x
     r, g, b = x.unbind(1)
-    return (_LUMA[0] * r + _LUMA[1] * g + _LUMA[2] * b).unsqueeze(1)
+    return (LUMA[0] * r + LUMA[1] * g + LUMA[2] * b).unsqueeze(1)
 
 
-def _shift_hue(x, turns):
+def shift_hue(x, turns):
     """Turn each image's hue by `turns` of the colour circle, in HSV as PIL and torchvision do.
 
     A hue shift keeps each pixel's largest and smallest channel, so only the hue is computed,
@@ -322,7 +168,7 @@ def _shift_hue(x, turns):
     return top.unsqueeze(1) - chroma.unsqueeze(1) * torch.minimum(k, 4 - k).clamp(0, 1)
 
 
-def _forward_map(angle, scale=1.0, shear=0.0, shift_x=0.0, shift_y=0.0):
+def forward_map(angle, scale=1.0, shear=0.0, shift_x=0.0, shift_y=0.0):
     """(B, 3, 3) maps, input to output pixel positions relative to the image centre.
 
     translate . rotate . scale . x-shear, angles in degrees; positive angles turn the image
@@ -336,7 +182,7 @@ def _forward_map(angle, scale=1.0, shear=0.0, shift_x=0.0, shift_y=0.0):
     return torch.stack([*rows, zero, zero, zero + 1], -1).view(-1, 3, 3)
 
 
-def _warp(x, forward, mode="bilinear"):
+def warp(x, forward, mode="bilinear"):
     """Resample each image under its forward map (bilinear or nearest), zeros outside."""
     _, _, h, w = x.shape
     # grid_sample wants, for each output pixel, where to read in the input: the inverse map,
@@ -348,15 +194,15 @@ def _warp(x, forward, mode="bilinear"):
     a, b, c, d = d / det, -b / det, -c / det, a / det
     back_x, back_y = -(a * shift_x + b * shift_y), -(c * shift_x + d * shift_y)
     rows = [a, b * h / w, back_x * 2 / w, c * w / h, d, back_y * 2 / h]
-    return _sample(x, torch.stack(rows, 1).view(-1, 2, 3).to(x.dtype), mode=mode)
+    return sample(x, torch.stack(rows, 1).view(-1, 2, 3).to(x.dtype), mode=mode)
 
 
-def _sample(x, theta, mode="bilinear"):
+def sample(x, theta, mode="bilinear"):
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode=mode, align_corners=False)
 
 
-def _resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
+def resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), tries=10):
     """RandomResizedCrop(scale, ratio) of every image back to its size, bilinear (default:
     study 3's scale 0.5-1 and torchvision's ratio 3/4-4/3).
 
@@ -367,16 +213,16 @@ def _resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), tries=10
     the data.
     """
     b, _, h, w = x.shape
-    area = h * w * _uniform(generator, x, *scale, n=tries).T  # (B, tries)
-    aspect = _uniform(generator, x, math.log(ratio[0]), math.log(ratio[1]), n=tries).T.exp()
+    area = h * w * uniform(generator, x, *scale, n=tries).T  # (B, tries)
+    aspect = uniform(generator, x, math.log(ratio[0]), math.log(ratio[1]), n=tries).T.exp()
     box_w, box_h = (area * aspect).sqrt().round(), (area / aspect).sqrt().round()
     fits = (box_w >= 1) & (box_w <= w) & (box_h >= 1) & (box_h <= h)
     first = fits.int().argmax(1, keepdim=True)  # the first box that fits (0 if none does)
     any_fits = fits.any(1)
     box_w = torch.where(any_fits, box_w.gather(1, first)[:, 0], w)
     box_h = torch.where(any_fits, box_h.gather(1, first)[:, 0], h)
-    top = (_uniform(generator, x, 0.0, 1.0) * (h - box_h + 1)).floor()
-    left = (_uniform(generator, x, 0.0, 1.0) * (w - box_w + 1)).floor()
+    top = (uniform(generator, x, 0.0, 1.0) * (h - box_h + 1)).floor()
+    left = (uniform(generator, x, 0.0, 1.0) * (w - box_w + 1)).floor()
     # the box in grid units (the image spans -1..1), and its edge pixels' centres
     x0, x1 = 2 * left / w - 1, 2 * (left + box_w) / w - 1
     y0, y1 = 2 * top / h - 1, 2 * (top + box_h) / h - 1
@@ -387,17 +233,3 @@ def _resized_crop(x, generator, scale=(0.5, 1.0), ratio=(3 / 4, 4 / 3), tries=10
     high = torch.stack([x1 - 1 / w, y1 - 1 / h], -1).view(b, 1, 1, 2).to(x.dtype)
     grid = torch.maximum(torch.minimum(grid, high), low)
     return F.grid_sample(x, grid, mode="bilinear", align_corners=False)
-
-
-# The `random` pool's operations by name, each `op(x, generator) -> x'` on the whole batch.
-_RANDOM_OP = {
-    "jitter": color_jitter,
-    "hflip": lambda x, generator: x.flip(-1),
-    "vflip": lambda x, generator: x.flip(-2),
-    "rotate": _rotate_0_180,
-    "affine": _random_affine,
-    "equalize": lambda x, generator: equalize(x),
-    "autocontrast": lambda x, generator: autocontrast(x),
-    "sharpness": lambda x, generator: sharpen(x),
-    "resized_crop": _resized_crop,
-}
