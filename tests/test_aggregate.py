@@ -11,9 +11,10 @@ import matplotlib.image
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from imgzoo import runlog
-from imgzoo.aggregate import curves, sweeps, tables, weights
+from imgzoo.aggregate import accuracy, curves, read_logs, sweeps, tables, weights
 from imgzoo.errors import ConfigError, RunLogError
 
 
@@ -249,6 +250,60 @@ def test_markdown_and_html_show_percent_mean_std(table_dir):
     assert not list(table_dir.glob(".*.tmp"))
 
 
+def test_summary_leads_with_the_comparison_and_formats_numbers(table_dir):
+    md = (table_dir / "summary.md").read_text(encoding="utf-8").splitlines()
+    header = [cell.strip() for cell in md[4].strip("|").split("|")]
+    assert header[:7] == [
+        "dataset",
+        "experiment",
+        "test_acc_at_best_val (%)",
+        "95% interval (%)",
+        "best",
+        "params",
+        "seeds",
+    ]
+    # the other accuracies before what the runs cost
+    assert header.index("final_test_acc (%)") < header.index("epochs_planned")
+    assert header.index("train_subset_acc (%)") < header.index("train_time_s")
+    beta = next(line for line in md if "| beta " in line)
+    low, high = stats.t.interval(0.95, 1, loc=0.375, scale=0.075 / math.sqrt(1))
+    assert f"[{low * 100:.2f}, {high * 100:.2f}]" in beta  # its two completed seeds
+    assert "3 (1 diverged)" in beta
+    html = (table_dir / "summary.html").read_text(encoding="utf-8")
+    assert "<th>95% interval (%)</th>" in html and "text-align:right" in html
+
+
+def test_summary_csv_keeps_its_columns_and_adds_the_interval(table_dir):
+    summary = pd.read_csv(table_dir / "summary.csv")
+    means = [f"{m}_{s}" for m in tables.METRICS for s in ("mean", "std")]
+    assert list(summary.columns) == [
+        *tables.SUMMARY_KEYS,
+        *means,
+        "test_acc_at_best_val_ci_low",
+        "test_acc_at_best_val_ci_high",
+    ]
+    alpha = summary.set_index(["dataset", "experiment"]).loc[("digits", "alpha")]
+    # seeds 0.62 and 0.72: the t-interval straight from the t distribution
+    low, high = stats.t.interval(0.95, 1, loc=0.67, scale=0.05)
+    assert (alpha.test_acc_at_best_val_ci_low, alpha.test_acc_at_best_val_ci_high) == (
+        pytest.approx((low, high))
+    )
+    single = summary.set_index(["dataset", "experiment"]).loc[("synthetic", "alpha")]
+    assert math.isnan(single.test_acc_at_best_val_ci_low)  # one seed: no interval
+
+
+def test_params_and_speeds_with_thousands_separators(tmp_path):
+    path = make_log(tmp_path, "big", 0, val=[0.5], test=[0.5])
+    log = runlog.read(path)
+    big = runlog.RunLog({**log.attrs, "num_params": 11172810}, log.epochs)
+    runlog.write(tmp_path / "big.h5", big)
+    tables.write_tables([tmp_path / "big.h5"], tmp_path / "t")
+    for name in ("summary.md", "runs.md", "summary.html"):
+        text = (tmp_path / "t" / name).read_text(encoding="utf-8")
+        assert "11,172,810" in text and "11172810" not in text, name
+    assert pd.read_csv(tmp_path / "t" / "summary.csv").params[0] == 11172810  # raw for scripts
+
+
 def test_run_row_of_run_diverged_in_first_epoch(tmp_path):
     path = make_log(tmp_path, "x", 0, val=[], test=[], status="diverged")
     row = tables.run_row(runlog.read(path))
@@ -265,6 +320,55 @@ def image(path):
     assert pixels.shape[0] > 100 and pixels.shape[1] > 100
     assert np.ptp(pixels[..., :3]) > 0.5, "image is (nearly) one colour"
     return pixels
+
+
+def published_entry(experiment, value, measures, dataset="digits"):
+    return {"experiment": experiment, "dataset": dataset, "value": value, "measures": measures}
+
+
+def test_accuracy_figure_dots_means_and_published_marks(logs, table_dir):
+    runs = tables.runs_frame(read_logs([logs[k] for k in ORDER if k != "other"], labels=LABELS))
+    published = [
+        published_entry("alpha", 66.0, "best_test"),  # measures what the dots do: marked
+        published_entry("alpha", 90.0, "final_val"),  # something else: reproduction table only
+        published_entry("nobody", 50.0, "best_test"),  # never ran: no row to mark
+    ]
+    fig = accuracy.draw_accuracy(runs, published, title="digits")
+    ax = fig.axes[0]
+    names = [label.get_text() for label in ax.get_yticklabels()]
+    # the summary's order (sweep points together); beta counts its diverged seed
+    assert names == ["alpha", *[f"alpha@lr={lr:g}" for lr in LRS], "beta (1 diverged)"]
+    bold = [label.get_text() for label in ax.get_yticklabels() if label.get_fontweight() == "bold"]
+    assert bold == ["alpha@lr=0.001"]
+
+    def marks(gid):
+        return np.concatenate([c.get_offsets() for c in ax.collections if c.get_gid() == gid])
+
+    # a dot per completed seed, on its experiment's row; beta's diverged seed a cross
+    completed = runs[runs.status == "completed"]
+    dots = marks("seeds")
+    assert sorted(dots[:, 0]) == pytest.approx(sorted(completed.test_acc_at_best_val * 100))
+    assert sorted(np.round(dots[:, 1]).astype(int)) == sorted(
+        names.index(e) if e != "beta" else 4 for e in completed.experiment)
+    assert marks("left out").tolist() == [[99.0, 4.0]]
+    # the mean bars are the summary's means
+    summary = tables.summary_frame(runs)
+    means = [line.get_xdata()[0] for line in ax.lines if line.get_gid() == "mean"]
+    assert means == pytest.approx(list(summary.test_acc_at_best_val_mean * 100))
+    assert marks("published").tolist() == [[66.0, 0.0]]  # alpha's row, the top one
+    low, high = ax.get_xlim()
+    # accuracies and a margin, whatever the intervals of two seeds say (alpha's reaches 130%)
+    assert -5.0 <= low and high <= 105.0
+
+
+def test_accuracy_png(logs, tmp_path):
+    out = tmp_path / "accuracy.png"
+    paths = [logs[k] for k in ORDER if k != "other"]
+    accuracy.write_accuracy_plot(paths, [published_entry("beta", 40.0, "best_test")], out,
+                                 labels=LABELS)
+    assert image(out).shape[1] == 500  # the front page's column
+    with pytest.raises(ConfigError, match="'measures'"):
+        accuracy.write_accuracy_plot(paths, [published_entry("beta", 40.0, "best")], out)
 
 
 def test_curves_png(logs, tmp_path):
@@ -377,6 +481,7 @@ def test_weight_grid_without_first_layer_names_the_file(logs, tmp_path):
 AGGREGATIONS = {
     "tables": lambda paths, out: tables.write_tables(paths, out / "tables"),
     "curves": lambda paths, out: curves.write_curves(paths, out / "c.png"),
+    "accuracy": lambda paths, out: accuracy.write_accuracy_plot(paths, [], out / "a.png"),
     "sweep": lambda paths, out: sweeps.write_sweep_plot(paths, "lr", out / "s.png", labels=LABELS),
     "weights": lambda paths, out: weights.write_weight_grid(paths[-1], out / "w.png"),
 }
@@ -404,7 +509,8 @@ def test_a_run_passed_twice_is_an_error(logs, tmp_path):
 def test_aggregation_never_imports_torch(logs, tmp_path):
     script = f"""
 import json, sys
-from imgzoo.aggregate import comparisons, curves, headline, reproduction, sweeps, tables, weights
+from imgzoo.aggregate import (
+    accuracy, comparisons, curves, headline, reproduction, sweeps, tables, weights)
 paths = json.loads(sys.argv[1])
 tables.write_tables(paths, {str(tmp_path)!r})
 published = [dict(experiment="alpha", dataset="digits", value=60, measures="best_test")]
@@ -412,6 +518,7 @@ reproduction.write_reproduction(paths, published, {str(tmp_path)!r})
 headline.write_headline(paths, published, {str(tmp_path)!r})
 comparisons.write_comparisons(paths, [["alpha", "beta"]], {str(tmp_path)!r})
 curves.write_curves(paths, {str(tmp_path / "c.png")!r})
+accuracy.write_accuracy_plot(paths, published, {str(tmp_path / "a.png")!r})
 sweeps.write_sweep_plot(paths, "lr", {str(tmp_path / "s.png")!r}, labels={LABELS!r})
 weights.write_weight_grid({str(logs["weights"])!r}, {str(tmp_path / "w.png")!r})
 bad = [m for m in sys.modules if m.split(".")[0] == "torch" or m.startswith(

@@ -95,7 +95,11 @@ def test_markdown_shows_percentage_points(table):
     text = (out / "comparisons.md").read_text(encoding="utf-8")
     d = np.array(A[:3]) - np.array(B[:3])
     assert f"{d.mean() * 100:+.2f}" in text and "A − B (pp)" in text
-    assert (out / "comparisons.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    html = (out / "comparisons.html").read_text(encoding="utf-8")
+    assert html.startswith("<!DOCTYPE html>")
+    # numbers aligned right as in the Markdown: n, A − B, the interval, p (columns 4, 6-8)
+    numbers = "td:nth-child(4),th:nth-child(4),td:nth-child(6),th:nth-child(6),td:nth-child(7)"
+    assert numbers in html and "td:nth-child(5)" not in html
 
 
 def test_identical_differences_give_zero_width_and_no_warning(tmp_path):

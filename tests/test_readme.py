@@ -71,7 +71,7 @@ def test_quick_start_make_run_twice(checkout):
     report = (checkout / DEFAULT.report).read_text()
     assert "summary.html" in report
     # the front page describes the study that ran, and docutils found nothing wrong with it
-    assert re.search(r"experiments of <tt[^>]*>3</tt>", report), "front page: 3 experiments"
+    assert re.search(r"trained <tt[^>]*>3</tt> configured experiments", report), "front page"
     assert "system-message" not in report
     again = subprocess.run(["make", "run"], cwd=checkout, capture_output=True, text=True,
                            timeout=600)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+import re
 
 import docutils.core
 import numpy as np
@@ -12,9 +14,11 @@ import pytest
 from scipy import stats
 from test_aggregate import make_log
 
-from imgzoo.aggregate import headline, reproduction
+from imgzoo.aggregate import accuracy, headline, read_logs, reproduction, tables
 from imgzoo.cli import main
 from imgzoo.errors import ConfigError
+from imgzoo.frontpage import front_page
+from imgzoo.paths import Layout
 
 # "a" on digits: the test accuracy at the best-val epoch (the last: val rises) is 0.60, 0.62,
 # 0.64 over seeds 0-2 (mean 0.62, std 0.02); the final val accuracy 0.70, 0.72, 0.74.
@@ -183,17 +187,92 @@ def test_headline_counts_verdicts_and_names_the_best(logs, tmp_path):
     cifar = frame.loc["cifar10"]  # published, never run: still a row
     assert cifar.best == "" and (cifar.published, cifar.not_judged) == (1, 1)
     markdown = (tmp_path / "headline.md").read_text(encoding="utf-8")
-    assert "62.00 ± 2.00 (n=3)" in markdown
+    assert "62.00 ± 2.00 (n=3)" in markdown and "|   not comparable |" in markdown
+    assert SENTENCES["digits"] in markdown  # the headline in words leads
+
+
+# The headline in words, per dataset, as the front page and headline.md say it.
+SENTENCES = {
+    "digits": "On digits, a is best: 62.0 ± 2.0% over 3 seeds; our runs match 2 of 4 published "
+    "numbers (1 beaten, 1 missed).",
+    "synthetic": "On synthetic, b_ is best: 45.0% over 1 seed; our runs match 0 of 1 published "
+    "number (1 not judged).",
+    "cifar10": "On cifar10, no experiment has a completed run; our runs match 0 of 1 published "
+    "number (1 not judged).",
+}
+
+
+def test_headline_in_words(logs):
+    runs = tables.runs_frame(read_logs(logs))
+    frame = headline.headline_frame(
+        tables.summary_frame(runs), reproduction.reproduction_frame(runs, PUBLISHED)
+    )
+    assert {row.dataset: headline.sentence(row) for row in frame.itertuples()} == SENTENCES
+
+
+def test_headline_without_published_numbers_says_nothing_of_them(tmp_path):
+    paths = [
+        make_log(tmp_path, name, seed, val=[0.5], test=[test])
+        for name, tests in {"x": [0.5, 0.7], "y": [0.7, 0.5], "z": [0.4, 0.5]}.items()
+        for seed, test in enumerate(tests)
+    ]
+    headline.write_headline(paths, [], tmp_path / "out")
+    markdown = (tmp_path / "out/headline.md").read_text(encoding="utf-8")
+    assert "On digits, x and y are best (tied): 60.0 ± 14.1% over 2 seeds." in markdown
+    header = next(line for line in markdown.splitlines() if line.startswith("| dataset"))
+    assert [cell.strip() for cell in header.strip("|").split("|")] == [
+        "dataset", "best experiment", "test_acc_at_best_val (%)"
+    ]
+    assert "published" not in markdown  # neither a column nor a clause
+    # the CSV keeps its columns for scripts, counts of zero
+    assert list(pd.read_csv(tmp_path / "out/headline.csv").columns) == list(headline.COLUMNS)
 
 
 def test_headline_rst_is_clean_restructured_text(logs, tmp_path):
     headline.write_headline(logs, PUBLISHED, tmp_path)
     rst = (tmp_path / "headline.rst").read_text(encoding="utf-8")
-    # halt_level 2: any docutils warning (a name read as a reference, a broken table) fails
+    # halt_level 2: any docutils warning (a name read as a reference, a broken line) fails
     html = docutils.core.publish_parts(
         rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 5}
     )["body"]
-    assert "<table" in html and ">b_<" in html and "62.00 ± 2.00 (n=3)" in html
+    assert ">b_<" in html and "62.0 ± 2.0% over 3 seeds" in html
+    assert "<table" not in html  # the front page's column is narrow: the table is its own item
+
+
+def test_headline_rst_embeds_the_figures_and_links_what_the_workflow_makes(logs, tmp_path):
+    layout = Layout("study")
+    figure = tmp_path / layout.accuracy_plot("digits")
+    accuracy.write_accuracy_plot(logs[:4], PUBLISHED, figure)
+    outputs = [layout.accuracy_plot("digits"), layout.curves("digits"), layout.table("summary"),
+               layout.table("claims", "html")]
+    page = front_page(layout, ["digits", "synthetic"], outputs)
+    page["figures"] = {"digits": str(figure)}  # where this test drew it
+    headline.write_headline(logs, PUBLISHED, tmp_path / "out", front_page=page)
+    rst = (tmp_path / "out/headline.rst").read_text(encoding="utf-8")
+    parts = docutils.core.publish_parts(
+        rst, writer="html", settings_overrides={"halt_level": 2, "report_level": 5}
+    )
+    sources = re.findall(r'<img [^>]*src="data:image/png;base64,([^"]+)"', parts["body"])
+    assert [base64.b64decode(src) for src in sources] == [figure.read_bytes()]
+    assert "red diamond" in rst  # digits' figure marks its best_test numbers
+    links = re.findall(r'<a class="reference external" href="([^"]+)">([^<]+)</a>', parts["body"])
+    assert [text for _, text in links] == ["Learning curves on digits", "Summary over seeds",
+                                           "Claims"]
+    assert "handleSelectedResult('results/study/tables/claims.html')" in links[2][0]
+
+
+def test_headline_with_a_missing_figure_writes_nothing(logs, tmp_path):
+    page = {"figures": {"digits": str(tmp_path / "nowhere.png")}}
+    with pytest.raises(ConfigError, match="nowhere.png"):
+        headline.write_headline(logs, PUBLISHED, tmp_path / "out", front_page=page)
+    assert not (tmp_path / "out").exists()
+
+
+def test_accuracy_plot_command(logs, tmp_path):
+    out = tmp_path / "digits.png"
+    args = ["--published", json.dumps(PUBLISHED), "--out", str(out), "--title", "digits"]
+    assert main(["accuracy-plot", *args, *map(str, logs[:4])]) == 0
+    assert out.stat().st_size > 1000
 
 
 def test_headline_names_every_tied_best(tmp_path):

@@ -142,19 +142,32 @@ def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     assert "mixer" in report_item(html, "reproduction.html")
     assert "mlp@lr=0.001" in report_item(html, "comparisons.html")
     assert "cifar10" in report_item(html, "headline.html")
-    # the front page (workflow.rst, rendered by docutils) holds the headline table itself
-    # (a JavaScript string in the page: quotes escaped, "@" written as &#64; by docutils)
+    assert "accuracy.png" in html
+    # the front page (workflow.rst, rendered by docutils) answers in words, shows the figure and
+    # links the tables the study makes (a JavaScript string in the page: quotes escaped, "@"
+    # written as &#64; by docutils)
     front = unescape(html.replace('\\"', '"'))
-    headline_table = front[front.index("Headline</p>") :]
-    assert "not comparable</th>" in headline_table
+    start = front.index("var workflow_desc")
+    front = front[start : front.index("var results", start)]
+    assert "On <tt class=\"docutils literal\">cifar10</tt>, " in front
+    assert "over 2 seeds; our runs match " in front
     for name in best:
-        assert f'<tt class="docutils literal">{name}</tt>' in headline_table
+        assert f'<tt class="docutils literal">{name}</tt>' in front
+    accuracy_png = base64.b64encode((tmp_path / LAYOUT.accuracy_plot("cifar10")).read_bytes())
+    assert f'src="data:image/png;base64,{accuracy_png.decode()}"' in front
+    linked = re.findall(r'href="javascript:[^"]*?handleSelectedResult\(\'([^\']+)\'\)', front)
+    assert [path.rsplit("/", 1)[1] for path in linked] == [
+        "curves.png", "summary.html", "reproduction.html", "comparisons.html", "headline.html",
+        "runs.html",
+    ]
+    assert "<table" not in front  # the tables are items of their own, a click away
 
-    # a corrected published number re-makes the two tables that show it, and trains nothing
+    # a corrected published number re-makes what shows it (a best_test number: the figure too),
+    # and trains nothing
     config["experiments"]["mlp"]["published"]["cifar10"]["value"] = 41.0
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     plan = snakemake(tmp_path, "-n", "--quiet", "rules")
     assert plan.returncode == 0, plan.stderr[-2000:]
     # the plan's "Job stats" table: one "rule count" line per rule, then "total"
     planned = set(re.findall(r"^(\w+)\s+\d+$", plan.stdout, flags=re.MULTILINE)) - {"total"}
-    assert planned == {"reproduction", "headline", "all"}, plan.stdout
+    assert planned == {"reproduction", "headline", "accuracy_plot", "all"}, plan.stdout

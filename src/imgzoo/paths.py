@@ -62,6 +62,10 @@ class Layout:
     def curves(self, dataset="{dataset}") -> str:
         return f"{self.root}/figures/{dataset}/curves.png"
 
+    def accuracy_plot(self, dataset="{dataset}") -> str:
+        """Every experiment's test accuracy at the best-validation epoch, seed by seed."""
+        return f"{self.root}/figures/{dataset}/accuracy.png"
+
     def weight_grid(self, dataset="{dataset}", experiment="{experiment}", seed="{seed}") -> str:
         return f"{self.root}/figures/{dataset}/{experiment}/seed{seed}/first_layer.png"
 

@@ -87,10 +87,13 @@ rule comparisons:
         " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
-# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
+# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html:
+# the headline in words, each dataset's accuracy figure (embedded) and links to what the
+# workflow makes.
 rule headline:
     input:
-        run_logs(),
+        logs=run_logs(),
+        figures=accuracy_plots(),
     output:
         csv=LAYOUT.table("headline", "csv"),
         md=LAYOUT.table("headline", "md"),
@@ -110,9 +113,36 @@ rule headline:
         published=published_json(),
         same_as=repeated_runs(),
         labels=run_labels(),
+        front_page=front_page_json(),
     shell:
         "imgzoo headline --published {params.published:q} --out-dir {params.out_dir:q}"
-        " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
+        " --same-as {params.same_as:q} --labels {params.labels:q}"
+        " --front-page {params.front_page:q} {input.logs:q} > {log:q} 2>&1"
+
+
+rule accuracy_plot:
+    input:
+        lambda w: run_logs(w.dataset),
+    output:
+        report(
+            LAYOUT.accuracy_plot(),
+            caption="../report/accuracy.rst",
+            category="Accuracy",
+            subcategory="{dataset}",
+        ),
+    log:
+        LAYOUT.log("aggregate", "accuracy-{dataset}.log"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        published=lambda w: published_json(w.dataset),
+        same_as=lambda w: repeated_runs(w.dataset),
+        labels=lambda w: run_labels(w.dataset),
+    shell:
+        "imgzoo accuracy-plot --published {params.published:q} --title {wildcards.dataset}"
+        " --out {output:q} --same-as {params.same_as:q} --labels {params.labels:q}"
+        " {input:q} > {log:q} 2>&1"
 
 
 rule curves:

@@ -13,6 +13,7 @@ from imgzoo.gpus import local_limit as local_gpu_limit
 from imgzoo.config import Run, load_study
 from imgzoo.data.registry import NAME_PATTERN as DATASET_NAME
 from imgzoo.errors import ConfigError, ImgzooError
+from imgzoo.frontpage import front_page
 from imgzoo.models.catalog import has_first_layer_view
 from imgzoo.slurm_resources import as_snakemake
 from imgzoo.slurm_runs import run_log_folder
@@ -100,8 +101,26 @@ def sweep_plots():
     ]
 
 
-def published_json():
-    return json.dumps(STUDY.published(), sort_keys=True)
+def published_json(dataset=None):
+    """The study's published numbers (of one dataset: `dataset`), as `--published` JSON."""
+    published = [
+        entry
+        for entry in STUDY.published()
+        if dataset is None or entry["dataset"] == dataset
+    ]
+    return json.dumps(published, sort_keys=True)
+
+
+def accuracy_plots():
+    return [
+        LAYOUT.accuracy_plot(d) for d in sorted({run.dataset for run in STUDY.runs})
+    ]
+
+
+def front_page_json():
+    """What the report's front page shows and links to, of what this workflow makes."""
+    datasets = list(dict.fromkeys(run.dataset for run in STUDY.runs))
+    return json.dumps(front_page(LAYOUT, datasets, all_outputs()), sort_keys=True)
 
 
 def comparisons_json():
@@ -116,6 +135,7 @@ def all_outputs():
         LAYOUT.table("headline", "rst"),
         *([LAYOUT.table("reproduction")] if STUDY.published() else []),
         *([LAYOUT.table("comparisons")] if STUDY.comparisons else []),
+        *accuracy_plots(),
         *[LAYOUT.curves(d) for d in datasets],
         *weight_grids(),
         *sweep_plots(),

@@ -8,8 +8,11 @@
 - `reproduction.write_reproduction(log_paths, published, out_dir, ...)`: published
   numbers against ours
 - `comparisons.write_comparisons(log_paths, pairs, out_dir, ...)`: paired A − B over seeds
-- `headline.write_headline(log_paths, published, out_dir, ...)`: per dataset the best
-  experiment and the reproduction verdicts, also as reStructuredText for the report's front page
+- `headline.write_headline(log_paths, published, out_dir, ..., front_page=None)`: per dataset
+  the best experiment and the reproduction verdicts, in words and as a table; headline.rst is the
+  body of the report's front page (with the accuracy figures and links of `front_page`)
+- `accuracy.write_accuracy_plot(log_paths, published, out_png, ...)`: per experiment the test
+  accuracy at the best-validation epoch, a dot per seed, the mean with its 95% interval
 (`same_as`: runs shown under another name; `labels`: how the study names its experiments; see
 `read_logs`.)
 

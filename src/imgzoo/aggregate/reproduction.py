@@ -12,10 +12,10 @@ validation, the honest version), `final_test` against `final_test_acc`, `best_va
 experiment's completed seeds on that dataset, as in the summary: diverged runs are left out and
 counted, unfinished ones (partial tables) left out.
 
-Verdict (`n` seeds, 95% Student-t interval of our mean from scipy): `match` when the published
-value lies inside the interval (bounds included), `beat` when the whole interval lies above it,
-`miss` when below. With one seed there is no interval, and a published number without any run
-of ours is a row that says so: nothing is left out silently.
+Verdict (`n` seeds, 95% Student-t interval of our mean from scipy, `tables.interval`): `match`
+when the published value lies inside the interval (bounds included), `beat` when the whole
+interval lies above it, `miss` when below. With one seed there is no interval, and a published
+number without any run of ours is a row that says so: nothing is left out silently.
 
 Comparability: where the published number does not measure what ours does, the `comparability`
 column says why: the given note, and for `best_test` always that the source chose its epoch on
@@ -28,13 +28,19 @@ Markdown and HTML show percent and differences in percentage points.
 from __future__ import annotations
 
 import numbers
-import warnings
 
 import numpy as np
 import pandas as pd
 
 from imgzoo.aggregate import read_logs
-from imgzoo.aggregate.tables import CONFIDENCE, mean_std, percent, runs_frame, write_table
+from imgzoo.aggregate.tables import (
+    CONFIDENCE,
+    finite_interval,
+    mean_std,
+    percent,
+    runs_frame,
+    write_table,
+)
 from imgzoo.errors import ConfigError
 
 # What a published number measures -> our run-table metric that measures the same.
@@ -129,20 +135,6 @@ def comparability(entry: dict) -> str:
     return note
 
 
-def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Student-t interval of the mean of `values` (two or more), from scipy.
-
-    Seeds that all give the same number (common with small test sets) give an interval of
-    width zero; scipy warns about precision loss there, which is harmless for a zero width.
-    """
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ci = stats.ttest_1samp(values, popmean=0.0).confidence_interval(confidence)
-    return float(ci.low), float(ci.high)
-
-
 def verdict(published: float, n: int, low: float, high: float) -> str:
     if n == 0:
         return NO_RUNS
@@ -163,7 +155,7 @@ def reproduction_row(runs: pd.DataFrame, entry: dict) -> dict:
     values = good[metric].to_numpy(dtype=np.float64)
     values = values[np.isfinite(values)]
     mean, std = mean_std(values)
-    low, high = interval(values) if values.size >= 2 else (np.nan, np.nan)
+    low, high = finite_interval(values)
     published = entry["value"] / 100.0
     return {
         "dataset": entry["dataset"],

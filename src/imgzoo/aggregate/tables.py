@@ -4,10 +4,18 @@ Model selection: a run's headline number, `test_acc_at_best_val`, is the test ac
 of best *validation* accuracy (ties: the earliest such epoch). The test set never picks the epoch;
 `final_test_acc` (last epoch) is shown beside it.
 
-Units: the CSVs keep accuracies as fractions in [0, 1], as in the run log; Markdown and HTML show
-them in percent with 2 decimals. Summary std is the sample standard deviation over seeds (ddof=1),
-left blank for a single seed, where it is undefined. Diverged runs count in `n_seeds` and
-`n_diverged` but not in mean ± std. Non-finite values in a log are treated as missing.
+Units: the CSVs keep accuracies as fractions in [0, 1], as in the run log, and every number
+unrounded; Markdown and HTML show accuracies in percent with 2 decimals, parameter counts and
+times with thousands separators. Summary std is the sample standard deviation over seeds
+(ddof=1), left blank for a single seed, where it is undefined; the 95% t-interval of the mean of
+`test_acc_at_best_val` (`test_acc_at_best_val_ci_low`/`_ci_high`) needs two seeds too. Diverged
+runs count in `n_seeds` and `n_diverged` but not in mean ± std. Non-finite values in a log are
+treated as missing.
+
+Columns: the CSVs keep their column order (scripts read them); the Markdown and HTML summary
+lead with what a reader compares (dataset, experiment, test accuracy at the best-validation
+epoch, its interval, the best mark, parameters, seeds), then the other accuracies, then epochs
+and times. Columns empty for every row (no sweeps, no repeated runs) are left out of the display.
 
 Rows: by dataset, then experiment in the order of first appearance in `log_paths`, with the
 experiments of one sweep together (at the place of the sweep's first experiment), then seed.
@@ -22,6 +30,7 @@ reproduction, comparison and headline tables use it too.
 
 from __future__ import annotations
 
+import warnings
 from html import escape
 from pathlib import Path
 
@@ -74,14 +83,26 @@ SUMMARY_KEYS = (
 _DIGITS = {**{m: 2 for m in ACCURACIES}, "train_time_s": 1, "wall_time_s": 1, "images_per_s": 0}
 _SCALE = {**{m: 100.0 for m in ACCURACIES}, "train_time_s": 1.0, "wall_time_s": 1.0,
           "images_per_s": 1.0}
+# The summary's interval column, as displayed.
+INTERVAL = f"{CONFIDENCE:.0%} interval (%)"
 
 # Columns aligned left in Markdown; every other column holds numbers and is aligned right.
-TEXT_COLUMNS = ("dataset", "sweep", "experiment", "best", "model", "status", "same_run_as")
+TEXT_COLUMNS = (
+    "dataset",
+    "sweep",
+    "experiment",
+    "best",
+    "model",
+    "status",
+    "same_run_as",
+    "seeds",
+)
 _NOTE = (
     "Accuracies in percent. test_acc_at_best_val: test accuracy at the epoch of best validation "
     "accuracy (the model-selection metric). Summary: mean ± sample std over seeds (no std for a "
-    "single seed); diverged runs are counted in n_diverged and left out of mean ± std; "
-    "best (*) marks the highest mean test_acc_at_best_val of each dataset (ties: all marked)."
+    f"single seed) and the {CONFIDENCE:.0%} t-interval of the mean (two seeds or more); "
+    "diverged runs are counted in seeds and left out of mean ± std; best (*) marks the highest "
+    "mean test_acc_at_best_val of each dataset (ties: all marked)."
 )
 
 
@@ -164,6 +185,27 @@ def mean_std(values) -> tuple[float, float]:
     return float(np.mean(values)), std
 
 
+def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The Student-t interval of the mean of `values` (two or more), from scipy.
+
+    Seeds that all give the same number (common with small test sets) give an interval of
+    width zero; scipy warns about precision loss there, which is harmless for a zero width.
+    """
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        ci = stats.ttest_1samp(values, popmean=0.0).confidence_interval(confidence)
+    return float(ci.low), float(ci.high)
+
+
+def finite_interval(values) -> tuple[float, float]:
+    """`interval` of the finite values; NaN, NaN (blank) for fewer than two."""
+    values = np.asarray(values, dtype=np.float64)
+    values = values[np.isfinite(values)]
+    return interval(values) if values.size >= 2 else (np.nan, np.nan)
+
+
 def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × experiment, in the runs table's order."""
     rows = []
@@ -183,8 +225,15 @@ def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
         }
         for metric in METRICS:
             row[f"{metric}_mean"], row[f"{metric}_std"] = mean_std(good[metric])
+        row[f"{SELECTED}_ci_low"], row[f"{SELECTED}_ci_high"] = finite_interval(good[SELECTED])
         rows.append(row)
-    columns = [*SUMMARY_KEYS, *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))]
+    columns = [
+        *SUMMARY_KEYS,
+        *(f"{m}_{s}" for m in METRICS for s in ("mean", "std")),
+        # added after the others: scripts that read the columns by position keep working
+        f"{SELECTED}_ci_low",
+        f"{SELECTED}_ci_high",
+    ]
     summary = pd.DataFrame(rows, columns=columns)
     summary["best"] = best_mask(summary)
     return summary
@@ -208,34 +257,100 @@ def percent(value, digits: int = 2) -> str:
 
 
 def format_number(value, metric: str) -> str:
-    """A value of one of METRICS as the Markdown/HTML tables show it."""
+    """A value of one of METRICS as the Markdown/HTML tables show it (thousands separated)."""
     if pd.isna(value):
         return ""
-    return f"{value * _SCALE[metric]:.{_DIGITS[metric]}f}"
+    return f"{value * _SCALE[metric]:,.{_DIGITS[metric]}f}"
+
+
+def format_count(value) -> str:
+    """A count (parameters, images) with thousands separators: 11,172,810."""
+    return "" if pd.isna(value) else f"{int(value):,}"
 
 
 def _header(metric: str) -> str:
     return f"{metric} (%)" if metric in ACCURACIES else metric
 
 
+def _without_empty(shown: pd.DataFrame, optional) -> pd.DataFrame:
+    """`shown` without those `optional` columns that are empty in every row."""
+    empty = [c for c in optional if c in shown and not shown[c].astype(bool).any()]
+    return shown.drop(columns=empty)
+
+
+# The runs table as displayed: the run and its accuracies first, then size, time and the rest.
+RUN_DISPLAY = (
+    "dataset",
+    "experiment",
+    "seed",
+    "status",
+    "test_acc_at_best_val",
+    "best_epoch",
+    "final_test_acc",
+    "best_val_acc",
+    "final_val_acc",
+    "train_subset_acc",
+    "params",
+    "epochs_completed",
+    "model",
+    "sweep",
+    "train_time_s",
+    "wall_time_s",
+    "images_per_s",
+    "diverged_epoch",
+    "same_run_as",
+)
+
+
 def _runs_display(runs: pd.DataFrame) -> pd.DataFrame:
-    shown = runs[list(RUN_COLUMNS)].astype(object)
+    shown = runs[list(RUN_DISPLAY)].astype(object)
     for metric in METRICS:
         shown[metric] = [format_number(v, metric) for v in runs[metric]]
-    shown = shown.rename(columns={m: _header(m) for m in METRICS})
-    return shown.map(lambda v: "" if v is None or v is pd.NA else str(v))
+    shown["params"] = [format_count(v) for v in runs["params"]]
+    shown = shown.map(lambda v: "" if v is None or v is pd.NA else str(v))
+    shown = _without_empty(shown, ("sweep", "diverged_epoch", "same_run_as"))
+    return shown.rename(columns={m: _header(m) for m in METRICS})
+
+
+def _mean_std(summary: pd.DataFrame, metric: str) -> list[str]:
+    pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_std"], strict=True)
+    return [
+        format_number(m, metric) + (f" ± {format_number(s, metric)}" if not pd.isna(s) else "")
+        for m, s in pairs
+    ]
+
+
+def _seeds(summary: pd.DataFrame) -> list[str]:
+    return [
+        f"{n} ({d} diverged)" if d else str(n)
+        for n, d in zip(summary["n_seeds"], summary["n_diverged"], strict=True)
+    ]
 
 
 def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
-    shown = summary[list(SUMMARY_KEYS)].astype(str)
-    shown["best"] = ["*" if best else "" for best in summary["best"]]
+    """The comparison first (accuracy, interval, best, size, seeds), then the rest."""
+    lows, highs = summary[f"{SELECTED}_ci_low"], summary[f"{SELECTED}_ci_high"]
+    shown = pd.DataFrame(
+        {
+            "dataset": summary["dataset"].astype(str),
+            "experiment": summary["experiment"].astype(str),
+            _header(SELECTED): _mean_std(summary, SELECTED),
+            INTERVAL: [
+                "" if pd.isna(lo) else f"[{percent(lo)}, {percent(hi)}]"
+                for lo, hi in zip(lows, highs, strict=True)
+            ],
+            "best": ["*" if best else "" for best in summary["best"]],
+            "params": [format_count(v) for v in summary["params"]],
+            "seeds": _seeds(summary),
+        }
+    )
     for metric in METRICS:
-        pairs = zip(summary[f"{metric}_mean"], summary[f"{metric}_std"], strict=True)
-        shown[_header(metric)] = [
-            format_number(m, metric) + (f" ± {format_number(s, metric)}" if not pd.isna(s) else "")
-            for m, s in pairs
-        ]
-    return shown
+        if metric != SELECTED:
+            shown[_header(metric)] = _mean_std(summary, metric)
+        if metric == ACCURACIES[-1]:  # after the accuracies: what the runs cost
+            shown["epochs_planned"] = summary["epochs_planned"].astype(str)
+            shown["sweep"] = summary["sweep"].astype(str)
+    return _without_empty(shown, ("sweep",))
 
 
 _CSS = (
@@ -248,11 +363,18 @@ _CSS = (
 )
 
 
-def _html(shown: pd.DataFrame, title: str, note: str) -> str:
+def _html(shown: pd.DataFrame, title: str, note: str, text_columns=TEXT_COLUMNS) -> str:
     table = shown.to_html(index=False, border=0)
+    # numbers aligned right, as in the Markdown
+    numbers = ",".join(
+        f"td:nth-child({i}),th:nth-child({i})"
+        for i, column in enumerate(shown.columns, start=1)
+        if column not in text_columns
+    )
+    css = _CSS + (f"{numbers}{{text-align:right}}" if numbers else "")
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{_CSS}</style></head>\n<body>\n<h3>{escape(title)}</h3>\n"
+        f"<style>{css}</style></head>\n<body>\n<h3>{escape(title)}</h3>\n"
         f"<p>{escape(note)}</p>\n{table}\n</body></html>\n"
     )
 
@@ -280,7 +402,7 @@ def write_table(
     write_text(out_dir / f"{name}.csv", data.to_csv(index=False))
     markdown = markdown_table(shown, text_columns)
     write_text(out_dir / f"{name}.md", f"## {title}\n\n{note}\n\n{markdown}\n")
-    write_text(out_dir / f"{name}.html", _html(shown, title, note))
+    write_text(out_dir / f"{name}.html", _html(shown, title, note, text_columns))
 
 
 def write_tables(log_paths, out_dir, same_as=(), labels=None) -> None:

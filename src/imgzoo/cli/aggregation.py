@@ -1,5 +1,5 @@
 """The aggregation commands, run logs in, tables and figures out: `tables`, `reproduction`,
-`compare`, `headline`, `curves`, `weights`, `sweep-plot`."""
+`compare`, `headline`, `accuracy-plot`, `curves`, `weights`, `sweep-plot`."""
 
 from __future__ import annotations
 
@@ -50,7 +50,17 @@ def cmd_headline(args) -> int:
     from imgzoo.aggregate.headline import write_headline
 
     logs, published = [Path(p) for p in args.logs], json.loads(args.published)
-    write_headline(logs, published, args.out_dir, same_as=args.same_as, labels=args.labels)
+    write_headline(logs, published, args.out_dir, same_as=args.same_as, labels=args.labels,
+                   front_page=args.front_page)
+    return 0
+
+
+def cmd_accuracy_plot(args) -> int:
+    from imgzoo.aggregate.accuracy import write_accuracy_plot
+
+    logs, published = [Path(p) for p in args.logs], json.loads(args.published)
+    write_accuracy_plot(logs, published, Path(args.out), title=args.title,
+                        same_as=args.same_as, labels=args.labels)
     return 0
 
 
@@ -158,8 +168,25 @@ def register(sub) -> None:
     p = with_names(sub.add_parser("headline", help="the best experiment, the verdicts"))
     p.add_argument("--published", required=True, help=published)
     p.add_argument("--out-dir", required=True)
+    p.add_argument(
+        "--front-page",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help="what headline.rst shows and links to: {figures, curves: {dataset: path}, "
+        "tables: [{label, path}]} (the workflow passes it)",
+    )
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_headline)
+
+    p = with_names(
+        sub.add_parser("accuracy-plot", help="test accuracy at best val, seed by seed")
+    )
+    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--out", required=True)
+    p.add_argument("--title")
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_accuracy_plot)
 
     p = with_partial(with_names(sub.add_parser("curves", help="learning curves")))
     p.add_argument("--out")
