@@ -3,7 +3,7 @@ the best-validation epoch (`test_acc_at_best_val`), seed by seed.
 
 One row per experiment, in the summary's order (the runs table's: a sweep's points together, on
 a grey band). Each completed seed is a dot; the black bar is the mean over those seeds with its
-95% Student-t interval (`tables.interval`, the summary's `_ci_low`/`_ci_high`); the best
+95% Student-t interval (`seeds.interval`, the summary's `_ci_low`/`_ci_high`); the best
 experiment's name is bold (`tables.best_mask`: ties all bold). Diverged runs are left out of mean
 and interval, as in the tables, and drawn as grey crosses where they have a number.
 
@@ -21,7 +21,8 @@ import pandas as pd
 
 from imgzoo.aggregate import new_figure, read_logs, save_figure
 from imgzoo.aggregate.reproduction import OURS, published_entries
-from imgzoo.aggregate.tables import CONFIDENCE, SELECTED, runs_frame, summary_frame
+from imgzoo.aggregate.seeds import CONFIDENCE
+from imgzoo.aggregate.tables import SELECTED, runs_frame, summary_frame
 
 PLOTTED_MEASURES = tuple(m for m, ours in OURS.items() if ours == SELECTED)
 # 5 in at dpi 100: 500 px, the front page's column (Snakemake's report gives it 512 px)

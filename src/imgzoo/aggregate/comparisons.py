@@ -21,7 +21,9 @@ import numpy as np
 import pandas as pd
 
 from imgzoo.aggregate import read_logs
-from imgzoo.aggregate.tables import CONFIDENCE, SELECTED, runs_frame, write_table
+from imgzoo.aggregate.seeds import CONFIDENCE
+from imgzoo.aggregate.table_files import write_table
+from imgzoo.aggregate.tables import SELECTED, runs_frame
 from imgzoo.errors import ConfigError
 
 MIN_SEEDS = 2

@@ -25,13 +25,14 @@ from imgzoo.aggregate import read_logs, write_text
 from imgzoo.aggregate.accuracy import PLOTTED_MEASURES, published_marks
 from imgzoo.aggregate.reproduction import (
     BEAT,
-    CONFIDENCE,
     MATCH,
     MISS,
     published_entries,
     reproduction_frame,
 )
-from imgzoo.aggregate.tables import SELECTED, percent, runs_frame, summary_frame, write_table
+from imgzoo.aggregate.seeds import CONFIDENCE
+from imgzoo.aggregate.table_files import percent, write_table
+from imgzoo.aggregate.tables import SELECTED, runs_frame, summary_frame
 from imgzoo.errors import ConfigError
 from imgzoo.frontpage import report_link
 

@@ -12,7 +12,7 @@ validation, the honest version), `final_test` against `final_test_acc`, `best_va
 experiment's completed seeds on that dataset, as in the summary: diverged runs are left out and
 counted, unfinished ones (partial tables) left out.
 
-Verdict (`n` seeds, 95% Student-t interval of our mean from scipy, `tables.interval`): `match`
+Verdict (`n` seeds, 95% Student-t interval of our mean from scipy, `seeds.interval`): `match`
 when the published value lies inside the interval (bounds included), `beat` when the whole
 interval lies above it, `miss` when below. With one seed there is no interval, and a published
 number without any run of ours is a row that says so: nothing is left out silently.
@@ -33,14 +33,9 @@ import numpy as np
 import pandas as pd
 
 from imgzoo.aggregate import read_logs
-from imgzoo.aggregate.tables import (
-    CONFIDENCE,
-    finite_interval,
-    mean_std,
-    percent,
-    runs_frame,
-    write_table,
-)
+from imgzoo.aggregate.seeds import CONFIDENCE, finite_interval, mean_std
+from imgzoo.aggregate.table_files import percent, write_table
+from imgzoo.aggregate.tables import runs_frame
 from imgzoo.errors import ConfigError
 
 # What a published number measures -> our run-table metric that measures the same.

@@ -15,7 +15,8 @@ import numpy as np
 
 from imgzoo import schema
 from imgzoo.aggregate import new_figure, read_logs, save_figure, sweep_of
-from imgzoo.aggregate.tables import ACCURACIES, METRICS, mean_std, run_row
+from imgzoo.aggregate.seeds import mean_std
+from imgzoo.aggregate.tables import ACCURACIES, METRICS, run_row
 from imgzoo.errors import ConfigError
 
 

@@ -24,20 +24,18 @@ Best: the summary's `best` column marks, per dataset, the experiment with the hi
 `test_acc_at_best_val`. Ties are not broken: every experiment at the maximum is marked (with a
 small test set equal means are common, and picking one by name or order would be arbitrary).
 
-`write_table` writes any table as CSV (the data) and Markdown and HTML (the display): the
-reproduction, comparison and headline tables use it too.
+Statistics over seeds live in `imgzoo.aggregate.seeds`, writing a table's files in
+`imgzoo.aggregate.table_files` (the other tables use both).
 """
 
 from __future__ import annotations
 
-import warnings
-from html import escape
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from imgzoo.aggregate import read_logs, sweep_of, write_text
+from imgzoo.aggregate import read_logs, sweep_of
+from imgzoo.aggregate.seeds import CONFIDENCE, finite_interval, mean_std
+from imgzoo.aggregate.table_files import format_count, percent, write_table
 
 ACCURACIES = (
     "test_acc_at_best_val",
@@ -48,8 +46,6 @@ ACCURACIES = (
 )
 # The metric that ranks experiments: test accuracy at the epoch the validation set chose.
 SELECTED = "test_acc_at_best_val"
-# The confidence of every interval over seeds (reproduction verdicts, paired comparisons).
-CONFIDENCE = 0.95
 # train_time_s: seconds of training steps; wall_time_s: seconds the whole run took (setup,
 # training, evaluation; every attempt of a requeued run together).
 METRICS = (*ACCURACIES, "train_time_s", "wall_time_s", "images_per_s")
@@ -175,37 +171,6 @@ def runs_frame(logs) -> pd.DataFrame:
     return frame
 
 
-def mean_std(values) -> tuple[float, float]:
-    """Mean and sample std of the finite values; std NaN (blank) for fewer than two."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return np.nan, np.nan
-    std = float(np.std(values, ddof=1)) if values.size > 1 else np.nan
-    return float(np.mean(values)), std
-
-
-def interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """The Student-t interval of the mean of `values` (two or more), from scipy.
-
-    Seeds that all give the same number (common with small test sets) give an interval of
-    width zero; scipy warns about precision loss there, which is harmless for a zero width.
-    """
-    from scipy import stats
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        ci = stats.ttest_1samp(values, popmean=0.0).confidence_interval(confidence)
-    return float(ci.low), float(ci.high)
-
-
-def finite_interval(values) -> tuple[float, float]:
-    """`interval` of the finite values; NaN, NaN (blank) for fewer than two."""
-    values = np.asarray(values, dtype=np.float64)
-    values = values[np.isfinite(values)]
-    return interval(values) if values.size >= 2 else (np.nan, np.nan)
-
-
 def summary_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per dataset × experiment, in the runs table's order."""
     rows = []
@@ -251,21 +216,11 @@ def best_mask(summary: pd.DataFrame) -> pd.Series:
     return pd.Series(np.isfinite(means) & (means >= top - 1e-12), index=summary.index)
 
 
-def percent(value, digits: int = 2) -> str:
-    """A fraction shown in percent ('' for a missing value)."""
-    return "" if pd.isna(value) else f"{value * 100.0:.{digits}f}"
-
-
 def format_number(value, metric: str) -> str:
     """A value of one of METRICS as the Markdown/HTML tables show it (thousands separated)."""
     if pd.isna(value):
         return ""
     return f"{value * _SCALE[metric]:,.{_DIGITS[metric]}f}"
-
-
-def format_count(value) -> str:
-    """A count (parameters, images) with thousands separators: 11,172,810."""
-    return "" if pd.isna(value) else f"{int(value):,}"
 
 
 def _header(metric: str) -> str:
@@ -353,58 +308,6 @@ def _summary_display(summary: pd.DataFrame) -> pd.DataFrame:
     return _without_empty(shown, ("sweep",))
 
 
-_CSS = (
-    "body{font-family:system-ui,sans-serif;font-size:13px;margin:1em}"
-    "table{border-collapse:collapse}"
-    "th,td{padding:3px 9px;border-bottom:1px solid #ddd;text-align:left;white-space:nowrap;"
-    "font-variant-numeric:tabular-nums}"
-    "th{background:#f2f2f2;position:sticky;top:0}"
-    "tbody tr:hover{background:#f7f9fc}"
-)
-
-
-def _html(shown: pd.DataFrame, title: str, note: str, text_columns=TEXT_COLUMNS) -> str:
-    table = shown.to_html(index=False, border=0)
-    # numbers aligned right, as in the Markdown
-    numbers = ",".join(
-        f"td:nth-child({i}),th:nth-child({i})"
-        for i, column in enumerate(shown.columns, start=1)
-        if column not in text_columns
-    )
-    css = _CSS + (f"{numbers}{{text-align:right}}" if numbers else "")
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
-        f"<style>{css}</style></head>\n<body>\n<h3>{escape(title)}</h3>\n"
-        f"<p>{escape(note)}</p>\n{table}\n</body></html>\n"
-    )
-
-
-def markdown_table(shown: pd.DataFrame, text_columns=TEXT_COLUMNS) -> str:
-    """`shown` as a Markdown table: text columns aligned left, numbers right, kept as written."""
-    # disable_numparse: tabulate would otherwise re-format "93.10" as 93.1
-    align = ["left" if c in text_columns else "right" for c in shown.columns]
-    return shown.to_markdown(index=False, disable_numparse=True, colalign=align)
-
-
-def write_table(
-    out_dir,
-    name: str,
-    data: pd.DataFrame,
-    shown: pd.DataFrame,
-    *,
-    title: str,
-    note: str,
-    text_columns=TEXT_COLUMNS,
-) -> None:
-    """Write `name`.csv (the `data`, numbers unrounded) and `name`.md and `name`.html (the
-    `shown` strings, under `title` and `note`) into `out_dir`, each atomically."""
-    out_dir = Path(out_dir)
-    write_text(out_dir / f"{name}.csv", data.to_csv(index=False))
-    markdown = markdown_table(shown, text_columns)
-    write_text(out_dir / f"{name}.md", f"## {title}\n\n{note}\n\n{markdown}\n")
-    write_text(out_dir / f"{name}.html", _html(shown, title, note, text_columns))
-
-
 def write_tables(log_paths, out_dir, same_as=(), labels=None) -> None:
     """Write runs.{csv,md,html} and summary.{csv,md,html} into `out_dir` (`same_as`: runs shown
     under another name, see `imgzoo.aggregate.read_logs`).
@@ -421,6 +324,7 @@ def write_tables(log_paths, out_dir, same_as=(), labels=None) -> None:
         _runs_display(runs),
         title="imgzoo runs",
         note=_NOTE,
+        text_columns=TEXT_COLUMNS,
     )
     write_table(
         out_dir,
@@ -429,4 +333,5 @@ def write_tables(log_paths, out_dir, same_as=(), labels=None) -> None:
         _summary_display(summary),
         title="imgzoo summary over seeds",
         note=_NOTE,
+        text_columns=TEXT_COLUMNS,
     )
