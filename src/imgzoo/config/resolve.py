@@ -81,8 +81,8 @@ def check_model(where: str, model: str, model_args: dict) -> str:
 def _unknown_model(model: str) -> str:
     if model.endswith(".py"):
         return f"model file '{model}' names no callable: write '{model}:build'"
-    hint = "; or timm/<architecture>, or path/to/file.py:callable"
-    return f"{unknown_name('model', model, catalog.known_models())}{hint}"
+    others = "; other models: timm/<architecture>, path/to/file.py:callable"
+    return f"{unknown_name('model', model, catalog.known_models())}{others}"
 
 
 def check_needs(where: str, model: str, model_args: dict) -> None:
