@@ -3,6 +3,7 @@
 
 import hashlib
 import json
+import re
 import subprocess
 import sys
 
@@ -16,19 +17,17 @@ from imgzoo.errors import ConfigError
 from imgzoo.models import catalog, timm_names
 from imgzoo.spec import Settings
 
-# A network of the user's own, as docs/models.md shows one: it reads the image size.
-NET = '''"""A convolution and a linear head."""
-from torch import nn
+DOCS = (REPO / "docs" / "models.md").read_text()
 
 
-def build(num_classes, image_size, in_chans, width=8):
-    return nn.Sequential(
-        nn.Conv2d(in_chans, width, 3, padding=1),
-        nn.ReLU(),
-        nn.Flatten(),
-        nn.Linear(width * image_size * image_size, num_classes),
-    )
-'''
+def docs_block(language: str) -> str:
+    """The first `language` block of docs/models.md's "Your own models", as written."""
+    section = DOCS.split("## Your own models", 1)[1]
+    return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
+
+
+# The network of docs/models.md, a user's own: a convolution and a linear head.
+NET = docs_block("python")
 # Bad files, each as a user might write it.
 FILES = {
     "nets/net.py": NET,

@@ -1,6 +1,6 @@
-"""Your own models end to end: timm/resnet10t and a network from a file train on digits through
-`imgzoo train` and through Snakemake, reach the tables and the weight grids, and editing the file
-re-runs exactly the runs that use it."""
+"""Your own models end to end, docs/models.md's example as written: timm architectures and a
+network from a file train on digits through `imgzoo train` and through Snakemake, reach the tables
+and the weight grids, and editing the file re-runs exactly the runs that use it."""
 
 import re
 import subprocess
@@ -10,30 +10,22 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import BIN, environment, snakemake
-from test_own_models import NET
+from test_own_models import NET, docs_block
 
 from imgzoo import runlog
 from imgzoo.paths import Layout
 
-STUDY = {
-    "name": "own",
-    "datasets": ["digits"],
-    "seeds": [0],
-    "train": {"epochs": 1, "batch_size": 64, "lr": 0.01, "augment": "none"},
-    "experiments": {
-        "resnet10t": {"model": "timm/resnet10t"},
-        "mine": {"model": "nets/my_net.py:build", "model_args": {"width": 8}},
-        "mlp": {"model": "mlp", "model_args": {"hidden": [32]}},
-    },
-}
-LAYOUT = Layout(STUDY["name"])
+# The study of docs/models.md, as written (its name: the file's, my-study).
+STUDY_TEXT = docs_block("yaml")
+STUDY = yaml.safe_load(STUDY_TEXT)
+LAYOUT = Layout("my-study")
 CHANCE = 0.1  # digits: 10 classes
 
 
 def a_study(folder):
     (folder / "nets").mkdir()
     (folder / "nets" / "my_net.py").write_text(NET)
-    (folder / "config.yaml").write_text(yaml.safe_dump(STUDY))
+    (folder / "my-study.yaml").write_text(STUDY_TEXT)
     return folder
 
 
@@ -45,7 +37,7 @@ def read_log(folder, experiment):
 def test_imgzoo_train_trains_a_timm_and_a_file_model(tmp_path):
     a_study(tmp_path)
     for experiment in ("resnet10t", "mine"):
-        command = [str(BIN / "imgzoo"), "train", "--config", "config.yaml",
+        command = [str(BIN / "imgzoo"), "train", "--config", "my-study.yaml",
                    "--experiment", experiment, "--dataset", "digits", "--seed", "0"]
         done = subprocess.run(command, cwd=tmp_path, env=environment(), capture_output=True,
                               text=True, timeout=600)
@@ -74,7 +66,11 @@ def test_snakemake_runs_them_with_tables_and_weight_grids_and_an_edit_re_runs_on
     tmp_path,
 ):
     folder = a_study(tmp_path)
-    done = snakemake(folder, "--cores", "2")
+    # docs/models.md's commands (Snakemake run on the checkout's Snakefile in this folder)
+    check = subprocess.run([str(BIN / "imgzoo"), "check", "--config", "my-study.yaml"],
+                           cwd=folder, env=environment(), capture_output=True, text=True)
+    assert check.returncode == 0 and "config OK" in check.stdout, check.stderr
+    done = snakemake(folder, "--cores", "2", configfile=folder / "my-study.yaml")
     assert done.returncode == 0, done.stderr[-3000:]
 
     runs = pd.read_csv(folder / LAYOUT.table("runs")).set_index("experiment")
@@ -86,9 +82,9 @@ def test_snakemake_runs_them_with_tables_and_weight_grids_and_an_edit_re_runs_on
         grid = matplotlib.image.imread(folder / LAYOUT.weight_grid("digits", experiment, 0))
         assert grid.ndim == 3 and grid.shape[0] > 50, experiment
 
-    again = snakemake(folder, "-n", "--cores", "2")
+    again = snakemake(folder, "-n", "--cores", "2", configfile=folder / "my-study.yaml")
     assert "Nothing to be done" in again.stdout + again.stderr
     (folder / "nets" / "my_net.py").write_text(NET + "# an edit\n")
-    planned = snakemake(folder, "-n", "--cores", "2")
+    planned = snakemake(folder, "-n", "--cores", "2", configfile=folder / "my-study.yaml")
     assert planned.returncode == 0, planned.stderr[-2000:]
     assert train_jobs(planned.stdout) == [LAYOUT.run_log("digits", "mine", 0)]
