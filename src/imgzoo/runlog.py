@@ -21,7 +21,6 @@ import numpy as np
 from imgzoo.atomic import atomic_output
 from imgzoo.errors import RunLogError
 from imgzoo.hdf5 import checked_attrs, strings
-from imgzoo.models import catalog
 
 SCHEMA = "imgzoo.runlog"
 # 3: the spec in three parts (`spec`: study, experiment, dataset, seed, settings, resources) in
@@ -124,7 +123,9 @@ def _model_file_attrs(settings: dict) -> dict:
     sha256 = settings.get("model_file_sha256")
     if sha256 is None:
         return {}
-    path, _ = catalog.model_file(settings["family"])
+    # a file model's family is `path.py:callable` (imgzoo.models.catalog.model_file; not imported:
+    # aggregation reads logs without the models)
+    path = settings["family"].rpartition(":")[0]
     return {"model_file": path, "model_file_sha256": sha256}
 
 
