@@ -88,3 +88,19 @@ def test_snakemake_runs_them_with_tables_and_weight_grids_and_an_edit_re_runs_on
     planned = snakemake(folder, "-n", "--cores", "2", configfile=folder / "my-study.yaml")
     assert planned.returncode == 0, planned.stderr[-2000:]
     assert train_jobs(planned.stdout) == [LAYOUT.run_log("digits", "mine", 0)]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_the_slurm_profile_trains_them_in_jobs(tmp_path, slurm_cluster):
+    folder = a_study(tmp_path)
+    study = {**STUDY, "resources": {"cpus": 1, "mem_gb": 2, "time_min": 10, "gpus": 1}}
+    (folder / "my-study.yaml").write_text(yaml.safe_dump(study))
+    done = snakemake(folder, "--imgzoo-status-interval", "2", profile="slurm",
+                     configfile=folder / "my-study.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    for experiment in ("resnet10t", "mine"):
+        log = read_log(folder, experiment)
+        assert log.attrs["slurm_job_ids"], experiment  # trained in a SLURM job
+        assert log.epochs["test_acc"][-1] > 4 * CHANCE, experiment
+    assert read_log(folder, "mine").attrs["model_file"] == "nets/my_net.py"
