@@ -121,6 +121,17 @@ def test_a_bad_model_stops_the_study_and_imgzoo_check_in_one_line(
     assert err.count("\n") == 1 and message in err, err
 
 
+def test_a_callable_defined_under_if_or_try_is_found(in_tmp):
+    (in_tmp / "nets" / "guarded.py").write_text(
+        "try:\n    import torch\nexcept ImportError:\n    torch = None\n"
+        "if torch is not None:\n    def build(num_classes, image_size, in_chans, width=4):\n"
+        "        pass\n"
+    )
+    Study(config_of("nets/guarded.py:build", {"width": 2}))
+    with pytest.raises(ConfigError, match="build\\(\\) takes no model argument 'depth'"):
+        Study(config_of("nets/guarded.py:build", {"depth": 2}))
+
+
 def test_a_sweep_of_a_file_model_checks_the_swept_argument(in_tmp):
     config = config_of("nets/net.py:build")
     config["sweeps"] = {"w": {"base": "x", "grid": {"width": [4, 8]}}}

@@ -128,6 +128,10 @@ def test_a_file_networks_first_layer_is_its_first_linear_layer(tmp_path, monkeyp
     tiles, kind = models.first_layer_tiles(make("net.py:Pixels", size=8, chans=3))
     assert kind == "matrix" and tiles.shape == (1, 4, 3)
     assert models.first_layer_tiles(make("net.py:Drawn"))[1] == "conv"  # its own view wins
+    # a class's parameters are not read when the study loads: building it names the argument
+    with pytest.raises(ConfigError) as unknown:
+        make("net.py:Pixels", depth=2)
+    assert str(unknown.value) == "model file 'net.py': Pixels() takes no model argument 'depth'"
 
 
 BAD_FILES = [

@@ -1,12 +1,16 @@
 """Small helpers shared by the model families: first-layer tiles, errors as one line."""
 
 import os
+import re
 import traceback
 
 import numpy as np
 import torch
 
 from imgzoo.errors import ConfigError
+
+# Python's TypeError for a keyword a function does not take: a model argument it does not know.
+UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
 
 
 @torch.no_grad()

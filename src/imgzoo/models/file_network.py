@@ -17,7 +17,7 @@ from torch import nn
 
 from imgzoo.errors import ConfigError
 from imgzoo.models import file_source
-from imgzoo.models._common import error_line
+from imgzoo.models._common import UNEXPECTED_ARGUMENT, error_line
 
 
 def build(path: str, name: str, *, num_classes: int, image_size: int, in_chans: int,
@@ -31,6 +31,11 @@ def build(path: str, name: str, *, num_classes: int, image_size: int, in_chans: 
         model = factory(
             num_classes=num_classes, image_size=image_size, in_chans=in_chans, **model_args
         )
+    except TypeError as error:
+        unexpected = UNEXPECTED_ARGUMENT.search(str(error))
+        if unexpected is None:
+            raise ConfigError(f"{where}: {name}() failed: {error_line(error, path)}") from error
+        raise ConfigError(f"{where}: {name}() takes no model argument '{unexpected[1]}'") from error
     except Exception as error:  # the user's code: any failure is theirs to see, in one line
         raise ConfigError(f"{where}: {name}() failed: {error_line(error, path)}") from error
     if not isinstance(model, nn.Module):

@@ -70,10 +70,12 @@ def check(path: str, name: str, model_args: dict) -> None:
 
 
 def _top_level_names(tree: ast.Module) -> dict[str, ast.FunctionDef | None]:
-    """Names the module binds at its top level -> their `def` (None for classes, assignments
-    and imports, whose parameters are not read here)."""
+    """Names the module binds at its top level (in `if`/`try`/`with` blocks too) -> their `def`
+    (None for classes, assignments and imports, whose parameters are not read here)."""
     names: dict[str, ast.FunctionDef | None] = {}
-    for node in tree.body:
+    statements = list(tree.body)
+    while statements:
+        node = statements.pop(0)
         if isinstance(node, ast.FunctionDef):
             names[node.name] = node
         elif isinstance(node, ast.ClassDef | ast.AsyncFunctionDef):
@@ -83,6 +85,11 @@ def _top_level_names(tree: ast.Module) -> dict[str, ast.FunctionDef | None]:
             names.update((t.id, None) for t in targets if isinstance(t, ast.Name))
         elif isinstance(node, ast.Import | ast.ImportFrom):
             names.update(((a.asname or a.name).split(".")[0], None) for a in node.names)
+        elif isinstance(node, ast.If | ast.Try | ast.With):
+            handlers = [h.body for h in getattr(node, "handlers", [])]
+            for body in (node.body, getattr(node, "orelse", []), *handlers,
+                         getattr(node, "finalbody", [])):
+                statements.extend(body)
     return names
 
 

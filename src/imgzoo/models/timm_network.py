@@ -10,16 +10,12 @@ argument, a constraint the dataset's shape breaks) become one line naming the ar
 
 from __future__ import annotations
 
-import re
-
 import timm
 from torch import nn
 
 from imgzoo.errors import ConfigError, ImgzooError
 from imgzoo.models import pretrained, timm_names
-from imgzoo.models._common import error_line
-
-UNEXPECTED_ARGUMENT = re.compile(r"unexpected keyword argument '(\w+)'")
+from imgzoo.models._common import UNEXPECTED_ARGUMENT, error_line
 
 
 def build(arch: str, *, num_classes: int, image_size: int, in_chans: int,
