@@ -180,12 +180,15 @@ def known_models() -> list[str]:
 
 def timm_architecture(name: str) -> str | None:
     """`resnet10t` for the model name `timm/resnet10t`; None for any other name."""
-    return name.removeprefix(TIMM_PREFIX) if name.startswith(TIMM_PREFIX) else None
+    if not name.startswith(TIMM_PREFIX):
+        return None
+    return name.removeprefix(TIMM_PREFIX) or None
 
 
 def model_file(name: str) -> tuple[str, str] | None:
     """(path, callable) for the model name `path/to/file.py:callable`; None for any other name
-    (a name that ends in `.py`, without a callable, too: `check_name` says what is missing)."""
+    (a name that ends in `.py`, without a callable, too: the config's check says what is
+    missing)."""
     path, colon, attr = name.rpartition(":")
     if not colon or not path.endswith(".py"):
         return None
@@ -204,7 +207,7 @@ def resolve(name: str, model_args: dict | None = None) -> tuple[str, dict]:
     if name in PRESETS:
         preset = PRESETS[name]
         return preset["model"], {**preset.get("model_args", {}), **(model_args or {})}
-    if name in FAMILIES or (is_open(name) and timm_architecture(name) != ""):
+    if name in FAMILIES or is_open(name):
         return name, dict(model_args or {})
     raise KeyError(name)
 
