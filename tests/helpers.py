@@ -53,8 +53,10 @@ def snakemake(
 def default_model_args(name: str) -> dict:
     """Every model argument of a family or preset with the value a run gets when the config
     gives none: the builder's defaults, then the preset's (tuples as lists, as a config writes
-    them). KeyError for an unknown name."""
+    them); of a timm or file model, imgzoo's own. KeyError for an unknown name."""
     family, preset_args = catalog.resolve(name)
+    if catalog.is_open(family):  # a timm or file model: its own defaults, unknown here
+        return {"normalizer": "fixed", **preset_args}
     defaults = {
         p.name: list(p.default) if isinstance(p.default, tuple) else p.default
         for p in inspect.signature(builder(family)).parameters.values()

@@ -1,5 +1,5 @@
 """The attention families (vit, swin, tnt, perceiver, perceiver_io) and timm's ImageNet-pretrained
-models (pretrained)."""
+models (`timm/<arch>` with a pretrained_file)."""
 
 import numpy as np
 import pytest
@@ -13,9 +13,12 @@ import imgzoo.models as models
 from imgzoo.errors import ConfigError, DataError
 from imgzoo.models import catalog
 
-FAMILIES_HERE = ("vit", "swin", "tnt", "perceiver", "perceiver_io", "pretrained")
-PRESETS_HERE = sorted(n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_HERE)
-PRETRAINED_PRESETS = sorted(n for n in PRESETS_HERE if catalog.PRESETS[n]["model"] == "pretrained")
+FAMILIES_HERE = ("vit", "swin", "tnt", "perceiver", "perceiver_io")
+PRETRAINED_PRESETS = sorted(n for n, p in catalog.PRESETS.items() if "pretrained_file" in
+                            p.get("needs", []))
+PRESETS_HERE = sorted(
+    [n for n, p in catalog.PRESETS.items() if p["model"] in FAMILIES_HERE] + PRETRAINED_PRESETS
+)
 
 # Tiny widths and depths keep the file fast on a 2-core CPU; the patch sizes divide 32, 64, 96.
 TINY = {
@@ -411,7 +414,7 @@ def test_perceiver_io_flat_is_one_token_of_all_pixels():
     assert model.queries.shape == (1, 10)  # study 3: one learned query of width num_classes
 
 
-# --- pretrained -----------------------------------------------------------------------------
+# --- timm models fine-tuned from a weights file --------------------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -426,9 +429,7 @@ def resnet_file(tmp_path_factory):
 
 def test_pretrained_loads_weights_and_replaces_the_head(resnet_file):
     path, saved = resnet_file
-    model = make(
-        "pretrained", classes=10, arch="resnet10t", pretrained_file=str(path), input_size=32
-    )
+    model = make("timm/resnet10t", classes=10, pretrained_file=str(path), input_size=32)
     assert model.input_normalization == "raw"
     loaded = model.backbone.state_dict()
     for key, value in saved.items():
@@ -442,9 +443,7 @@ def test_pretrained_loads_weights_and_replaces_the_head(resnet_file):
 
 def test_pretrained_grayscale_small_images(resnet_file):
     path, _ = resnet_file
-    model = make(
-        "pretrained", size=8, chans=1, arch="resnet10t", pretrained_file=str(path), input_size=32
-    )
+    model = make("timm/resnet10t", size=8, chans=1, pretrained_file=str(path), input_size=32)
     assert forward_backward(model, 8, chans=1).shape == (2, 10)
 
 
@@ -454,9 +453,7 @@ def test_pretrained_safetensors_and_position_resampling(tmp_path):
     path = tmp_path / "vit.safetensors"
     save_file(source.state_dict(), str(path))
     # a 224-px checkpoint, used at 32 px: timm's converter resamples the position table
-    model = make(
-        "pretrained", arch="vit_tiny_patch16_224", pretrained_file=str(path), input_size=32
-    )
+    model = make("timm/vit_tiny_patch16_224", pretrained_file=str(path), input_size=32)
     assert torch.equal(model.backbone.blocks[0].attn.qkv.weight, source.blocks[0].attn.qkv.weight)
     assert model.backbone.pos_embed.shape == (1, 1 + 4, 192)
     assert model.eval()(torch.rand(1, 3, 32, 32)).shape == (1, 10)
@@ -465,23 +462,23 @@ def test_pretrained_safetensors_and_position_resampling(tmp_path):
 def test_pretrained_missing_file_names_the_path(tmp_path):
     missing = tmp_path / "nowhere.pt"
     with pytest.raises(ConfigError, match="nowhere.pt.*does not exist"):
-        make("pretrained", arch="resnet10t", pretrained_file=str(missing))
+        make("timm/resnet10t", pretrained_file=str(missing))
 
 
 def test_pretrained_mismatching_file_names_file_and_keys(resnet_file):
     path, _ = resnet_file
-    pattern = r"resnet10t\.pt.*resnet14t.*(missing|unexpected|wrong shape)"
+    pattern = r"timm/resnet14t.*resnet10t\.pt.*(missing|unexpected|wrong shape)"
     with pytest.raises(ConfigError, match=pattern):
-        make("pretrained", arch="resnet14t", pretrained_file=str(path), input_size=32)
+        make("timm/resnet14t", pretrained_file=str(path), input_size=32)
 
 
 def test_pretrained_unreadable_file_and_unknown_arch(tmp_path, resnet_file):
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a state dict")
     with pytest.raises(DataError, match="garbage.pt"):
-        make("pretrained", arch="resnet10t", pretrained_file=str(garbage))
-    with pytest.raises(ConfigError, match="resnet10t"):
-        make("pretrained", arch="resnet10tt", pretrained_file=str(resnet_file[0]))
+        make("timm/resnet10t", pretrained_file=str(garbage))
+    with pytest.raises(ConfigError, match="unknown timm architecture 'resnet10tt'.*timm/resnet10t"):
+        make("timm/resnet10tt", pretrained_file=str(resnet_file[0]))
 
 
 # --- a short training on easy tasks ----------------------------------------------------------

@@ -41,7 +41,7 @@ def test_a_head_narrower_than_the_classes_is_refused():
 
 
 def test_only_study_twos_source_ran_1000_logits():
-    wide = {n for n, p in catalog.PRESETS.items() if p["model_args"].get("head_outputs")}
+    wide = {n for n, p in catalog.PRESETS.items() if p.get("model_args", {}).get("head_outputs")}
     assert wide and all(n.startswith(("c100-", "toy-", "vit-1", "vit-aux", "vitn-")) for n in wide)
     assert "c100-resnet18-tnc" not in wide  # its "tailor num classes" run
 

@@ -143,7 +143,7 @@ def test_a_family_that_normalises_its_own_input_refuses_a_second_normaliser(tmp_
     source = timm.create_model("resnet10t", pretrained=False, num_classes=3)
     path = tmp_path / "w.pt"
     torch.save(source.state_dict(), path)
-    args = {"arch": "resnet10t", "pretrained_file": str(path), "input_size": 32}
-    assert make("pretrained", size=32, **args).input_normalization == "raw"
+    args = {"pretrained_file": str(path), "input_size": 32}
+    assert make("timm/resnet10t", size=32, **args).input_normalization == "raw"
     with pytest.raises(ConfigError, match="normalises its own input"):
-        make("pretrained", "running", size=32, **args)
+        make("timm/resnet10t", "running", size=32, **args)

@@ -188,13 +188,13 @@ def _declared(model: str, dataset: str) -> tuple[int, str] | None:
 
 def _count(model: str, args: dict, dataset: str) -> int:
     size, channels, classes = DATASETS[dataset]
-    family, preset_args = catalog.resolve(model, args)
+    family, _ = catalog.resolve(model, args)
     with torch.device("meta"):  # shapes only: no memory, no initialisation
-        if family == "pretrained":  # a timm model; its wrapper adds no parameters
+        architecture = catalog.timm_architecture(family)
+        if architecture is not None:  # fine-tuned: its wrapper adds no parameters
             import timm
 
-            return models.count_params(timm.create_model(preset_args["arch"],
-                                                         num_classes=classes))
+            return models.count_params(timm.create_model(architecture, num_classes=classes))
         return models.count_params(
             models.create(model, num_classes=classes, image_size=size, in_chans=channels, **args)
         )
@@ -245,7 +245,8 @@ def test_docs_table_is_this_table():
     """docs/models.md shows these rows; on a change, the expected table is in the message."""
     expected = markdown_rows()
     text = (ROOT / "docs" / "models.md").read_text()
-    shown = [line for line in text.splitlines() if line.startswith("| `")]
+    section = text.split("## The write-ups' models beside their sources", 1)[1].split("\n## ")[0]
+    shown = [line for line in section.splitlines() if line.startswith("| `")]
     assert shown == expected, "\n" + "\n".join(expected)
 
 

@@ -596,7 +596,13 @@ def test_the_pretrained_overlay_adds_the_fine_tuning_runs():
         assert published[key]["value"] == value, key
     swin = resolved(study, "swin-pretrained", "stl10")
     assert (swin["epochs"], swin["batch_size"], swin["lr"]) == (1, 16, 5e-4)
-    assert swin["arch"] == "swin_base_patch4_window7_224"
+    assert swin["model"] == "swin-base-pretrained"
+    # the preset is timm's Swin-B, fine-tuned from the experiment's weights file
+    swin_settings = study.spec(Run("stl10", "swin-pretrained", 0)).settings
+    assert swin_settings.family == "timm/swin_base_patch4_window7_224"
+    assert swin_settings.model_args == {
+        "pretrained_file": "resources/weights/swin_base_patch4_window7_224.safetensors"
+    }
     tnt = resolved(study, "tnt-pretrained@lr=1e-06", "tinyimagenet")
     assert (tnt["epochs"], tnt["batch_size"], tnt["lr"], tnt["schedule"]) == (
         5,

@@ -96,8 +96,10 @@ def run_attrs(
 ) -> dict:
     """The root attributes of a run's log (but the schema's own and provenance), from its spec
     (`imgzoo.spec.RunSpec.to_dict()`) and how far it got: the one builder, for the finished
-    run's log, an unfinished run's view (imgzoo.live) and the benchmarks alike."""
+    run's log, an unfinished run's view (imgzoo.live) and the benchmarks alike. A network from a
+    file adds `model_file` (its path) and `model_file_sha256` (its content hash)."""
     return {
+        **_model_file_attrs(spec["settings"]),
         "study": spec["study"],
         "experiment": spec["experiment"],
         "dataset": spec["dataset"],
@@ -115,6 +117,16 @@ def run_attrs(
         "wall_time_s": float(wall_time_s),
         "slurm_job_ids": ",".join(slurm_job_ids),
     }
+
+
+def _model_file_attrs(settings: dict) -> dict:
+    sha256 = settings.get("model_file_sha256")
+    if sha256 is None:
+        return {}
+    # a file model's family is `path.py:callable` (imgzoo.models.catalog.model_file; not imported:
+    # aggregation reads logs without the models)
+    path = settings["family"].rpartition(":")[0]
+    return {"model_file": path, "model_file_sha256": sha256}
 
 
 @dataclass

@@ -38,19 +38,27 @@ class RunId:
 
 @dataclass(frozen=True)
 class Settings:
-    family: str  # the model's family (a preset is resolved into family + model_args)
+    # the model's family (a preset is resolved into family + model_args); for a timm or file
+    # model its name: `timm/resnet10t`, `nets/my_net.py:build`
+    family: str
     model_args: dict
     train: dict  # every training key, resolved
     data: dict  # the dataset's preparation options as configured
+    # a network from a file: the file's content hash (editing the file changes the settings)
+    model_file_sha256: str | None = None
 
     def to_dict(self) -> dict:
         train = {k: v for k, v in self.train.items() if not _absent(k, v)}
-        return {
+        settings = {
             "family": self.family,
             "model_args": self.model_args,
             "train": train,
             "data": self.data,
         }
+        # only where there is a file: every other run's settings stay as they were
+        if self.model_file_sha256 is not None:
+            settings["model_file_sha256"] = self.model_file_sha256
+        return settings
 
     def to_json(self) -> str:
         """The settings as the train rule's params carry them (sorted keys: one text each)."""
@@ -63,6 +71,7 @@ class Settings:
             model_args=dict(d.get("model_args", {})),
             train={**train_keys_absent_as(), **d["train"]},
             data=dict(d.get("data", {})),
+            model_file_sha256=d.get("model_file_sha256"),
         )
 
 

@@ -30,7 +30,7 @@ from imgzoo.training.device import configure, select_device, synchronize
 from imgzoo.training.device_data import TRAIN_SUBSET, DeviceData
 from imgzoo.training.evaluate import confusion_matrix, eval_batch_size, evaluate
 from imgzoo.training.history import History, run_log
-from imgzoo.training.network import Network, build_network
+from imgzoo.training.network import Network, build_network, dataset_shape
 from imgzoo.training.step import EpochResult, Preempted, TrainStep, train_epoch
 
 __all__ = ["CHECKPOINT", "Preempted", "RunParts", "build_parts", "train"]
@@ -44,12 +44,20 @@ class RunParts:
     eval_batch_size: int
 
 
-def build_parts(spec: RunSpec, prepared, device: torch.device) -> RunParts:
+def seeded_network(spec: RunSpec, shape, device: torch.device) -> Network:
+    """The run's network, its initial weights drawn from the run's seed, for a dataset of
+    `shape` (a prepared dataset, or its `DatasetShape`)."""
+    torch.manual_seed(spec.id.seed)
+    return build_network(spec.settings, shape, device)
+
+
+def build_parts(spec: RunSpec, prepared, device: torch.device,
+                network: Network | None = None) -> RunParts:
     """The parts a run of `spec` trains with, on the prepared dataset (the benchmark builds its
-    parts here too, so that it measures what a run does)."""
+    parts here too, so that it measures what a run does); `network`: its `seeded_network`, where
+    built already."""
     cfg = spec.train
-    torch.manual_seed(spec.id.seed)  # the model's initial weights
-    network = build_network(spec.settings, prepared, device)
+    network = network or seeded_network(spec, prepared, device)
     device_data = DeviceData(
         prepared,
         device,
@@ -92,10 +100,16 @@ def train(
     device = select_device(cfg["device"])
     configure(device, threads, deterministic=cfg["deterministic"], memory_fraction=gpu_mem_fraction)
 
-    # The dataset on the device, the model (its initial weights from the run's seed), the step.
+    # The model (its initial weights from the run's seed) first, for the shape the dataset's
+    # file states: one that cannot take the dataset's images fails before they are read. Then the
+    # dataset on the device, and the step.
+    shape, network = dataset_shape(data_path), None
+    if shape is not None:  # else data.load names what is wrong with the file
+        with out_of_memory(spec, "setup"):
+            network = seeded_network(spec, shape, device)
     prepared = data.load(data_path)
     with out_of_memory(spec, "setup"):
-        parts = build_parts(spec, prepared, device)
+        parts = build_parts(spec, prepared, device, network)
     network = parts.network
 
     # Where an earlier attempt stopped, or the start.

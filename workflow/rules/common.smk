@@ -49,6 +49,13 @@ def run_settings(wildcards):
     return STUDY.spec(run_of(wildcards)).settings.to_json()
 
 
+def model_file(wildcards):
+    """A network from the user's file: that file is an input of the run (editing it re-runs
+    exactly the runs that use it); none for any other model."""
+    path = STUDY.model_file(run_of(wildcards))
+    return [path] if path else []
+
+
 def run_resource(name):
     """One of the train rule's Snakemake resources (imgzoo.slurm_resources): what its SLURM job
     asks for. Resources, not params: changing them re-runs nothing."""

@@ -8,6 +8,7 @@
 rule train:
     input:
         data=LAYOUT.data(),
+        model_file=model_file,
     output:
         metrics=LAYOUT.run_log(),
     log:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import yaml
 
 from imgzoo import schema
 from imgzoo.config.resolve import check_model
 from imgzoo.errors import ConfigError, unknown_name
-from imgzoo.spec import RunSpec, Settings
+from imgzoo.spec import RunSpec
 
 
 def apply_overrides(spec: RunSpec, overrides: list[str]) -> RunSpec:
@@ -32,5 +33,4 @@ def apply_overrides(spec: RunSpec, overrides: list[str]) -> RunSpec:
         else:
             raise ConfigError(f"override: {unknown_name('key', key, [*train, 'model_args.*'])}")
     schema.check_train_keys("override", train)
-    settings = Settings(spec.settings.family, model_args, train, spec.settings.data)
-    return spec.with_settings(settings)
+    return spec.with_settings(replace(spec.settings, model_args=model_args, train=train))

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from imgzoo import schema
 from imgzoo.errors import ConfigError, unknown_name
 from imgzoo.models import arguments as model_arguments
-from imgzoo.models import catalog
+from imgzoo.models import catalog, file_source, timm_names
 from imgzoo.slurm_resources import sbatch_flags
 
 EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
@@ -58,18 +58,38 @@ def check_resources(where: str, resources: dict) -> None:
 
 def check_model(where: str, model: str, model_args: dict) -> str:
     """The family of `model`; ConfigError naming the key for an unknown model, an unknown model
-    argument or a bad value of one (imgzoo.models.arguments, the check `create` makes too)."""
+    argument or a bad value of one (imgzoo.models.arguments, the check `create` makes too). A
+    timm architecture must be timm's, a model file must define its callable (read, not run)."""
     try:
         family, _ = catalog.resolve(model)
     except KeyError:
-        raise ConfigError(
-            f"config '{where}.model': {unknown_name('model', model, catalog.known_models())}"
-        ) from None
+        raise ConfigError(f"config '{where}.model': {_unknown_model(model)}") from None
+    try:
+        if catalog.timm_architecture(family) is not None:
+            timm_names.check(catalog.timm_architecture(family))
+        elif catalog.model_file(family) is not None:
+            file_source.check(*catalog.model_file(family), model_args)
+    except ConfigError as e:
+        raise ConfigError(f"config '{where}.model': {e}") from None
     try:
         model_arguments.check_model_args(family, model_args)
     except ConfigError as e:
         raise ConfigError(f"config '{where}.model_args': {e}") from None
     return family
+
+
+def _unknown_model(model: str) -> str:
+    if model.endswith(".py"):
+        return f"model file '{model}' names no callable: write '{model}:build'"
+    others = "; other models: timm/<architecture>, path/to/file.py:callable"
+    return f"{unknown_name('model', model, catalog.known_models())}{others}"
+
+
+def check_needs(where: str, model: str, model_args: dict) -> None:
+    """ConfigError unless an experiment gives what its preset needs (a weights file, say)."""
+    missing = catalog.missing_needs(model, model_args)
+    if missing:
+        raise ConfigError(f"config '{where}.model_args': model '{model}' needs {missing[0]}")
 
 
 def train_keys_of(mapping: dict) -> dict:
@@ -103,6 +123,10 @@ def _add_experiment(experiments, name, exp, config, train_keys, where=None) -> N
         schema.check_train_keys(here, train_keys_of(overrides))
         check_model(here, exp["model"], overrides.get("model_args", {}))
     datasets = datasets_of(config, exp)
+    for dataset in datasets:
+        args = {**exp.get("model_args", {}),
+                **exp.get("per_dataset", {}).get(dataset, {}).get("model_args", {})}
+        check_needs(where, exp["model"], args)
     for dataset in exp.get("published", {}):
         if dataset not in datasets:
             raise ConfigError(
@@ -129,13 +153,16 @@ def _sweep_points(name: str, sweep: dict, config: dict, train_keys: list[str]):
                   for v in itertools.product(*(sweep["grid"][k] for k in keys))]
     else:
         points = sweep["points"]
-    allowed = [*train_keys, *model_arguments.names(family)]
+    # a timm or file model's own arguments are known when it is built: any key may be swept
+    # (the point's experiment is checked as any other, below)
+    model_args = model_arguments.names(family)
+    allowed = [*train_keys, *model_args] if model_args is not None else None
     base_datasets = datasets_of(config, base)
     # what each point varies (its other keys say where it runs and what was published)
     swept = [{k: v for k, v in point.items() if k not in POINT_KEYS} for point in points]
     for i, (point, values) in enumerate(zip(points, swept, strict=True)):
         for key in values:
-            if key not in allowed:
+            if allowed is not None and key not in allowed:
                 raise ConfigError(f"config '{where}': {unknown_name('key to sweep', key, allowed)}")
         if not values:
             raise ConfigError(f"config '{where}.points.{i}': a point must set a key to sweep")

@@ -15,7 +15,7 @@ from functools import cached_property
 
 from imgzoo.config.resolve import datasets_of, resolve, train_keys_of
 from imgzoo.errors import ConfigError, unknown_name
-from imgzoo.models import catalog
+from imgzoo.models import catalog, file_source
 from imgzoo.paths import Layout
 from imgzoo.schema import crop_padding_px
 from imgzoo.spec import RunId, RunSpec, Settings
@@ -146,6 +146,13 @@ class Study:
 
     # ---- one run's spec -------------------------------------------------------------------
 
+    def model_file(self, run: Run) -> str | None:
+        """The file of a run whose network comes from one (`model: path.py:callable`): an input
+        of its train rule, so that editing the file re-runs exactly the runs that use it."""
+        family, _ = catalog.resolve(self.experiments[run.experiment]["model"])
+        found = catalog.model_file(family)
+        return found[0] if found else None
+
     def data_options(self, dataset: str) -> dict:
         return dict(self.config["data"].get(dataset, {}))
 
@@ -183,6 +190,7 @@ class Study:
                 f"(its datasets: {', '.join(self.datasets_of(experiment))})"
             )
         per_dataset = exp.get("per_dataset", {}).get(dataset, {})
+        path = self.model_file(run)
         family, model_args = catalog.resolve(
             exp["model"], {**exp.get("model_args", {}), **per_dataset.get("model_args", {})}
         )
@@ -192,6 +200,7 @@ class Study:
             model_args=model_args,
             train=self._resolved_padding(train, dataset),
             data=self.data_options(dataset),
+            model_file_sha256=file_source.sha256(path) if path else None,
         )
         return RunSpec(
             RunId(self.name, experiment, dataset, int(run.seed)),

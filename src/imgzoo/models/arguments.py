@@ -5,11 +5,17 @@ name or value stops Snakemake before any job, a SLURM job included) and `imgzoo.
 before it builds. A builder checks only what needs the image size or several arguments at once
 (a patch size that divides the image, heads that divide the width). A test holds this table to
 the builders' signatures, so neither can drift from the other.
+
+Timm architectures and networks from a file (`catalog.is_open`) take arguments of their own,
+which only building them can check (in the job, `imgzoo.models.create`); here they are checked
+for what imgzoo itself gives them (the dataset's shape: not theirs to set) and for imgzoo's own
+arguments (`normalizer`, and a timm model's `pretrained_file` and `input_size`).
 """
 
 from __future__ import annotations
 
 from imgzoo.errors import ConfigError, unknown_name
+from imgzoo.models import catalog
 
 # Kinds of value (the text is what an error message says a value must be).
 POSITIVE_INT = "a positive integer"
@@ -122,17 +128,37 @@ ARGUMENTS: dict[str, dict] = {
         "query": PERCEIVER_IO_QUERIES,
         "decoder_ff": BOOLEAN,
     },
-    "pretrained": {"arch": TEXT, "pretrained_file": TEXT, "input_size": POSITIVE_INT_OR_NONE},
+}
+
+# A timm model's arguments that imgzoo reads itself (the rest go to timm.create_model): a local
+# weights file to fine-tune from, and the size the batch is resized to for those weights.
+TIMM_OWN = {"pretrained_file": TEXT, "input_size": POSITIVE_INT_OR_NONE}
+DATASET_SHAPE = "imgzoo sets it from the dataset"
+# Arguments of the open families that imgzoo sets, and why a study cannot.
+SET_BY_IMGZOO = {
+    "timm": {
+        "num_classes": DATASET_SHAPE,
+        "in_chans": DATASET_SHAPE,
+        "img_size": DATASET_SHAPE,
+        "pretrained": "imgzoo downloads nothing: give pretrained_file, a local weights file",
+    },
+    "file": {"num_classes": DATASET_SHAPE, "image_size": DATASET_SHAPE, "in_chans": DATASET_SHAPE},
 }
 
 
-def names(family: str) -> list[str]:
-    """Every model argument of `family` (its own, then the common ones)."""
+def names(family: str) -> list[str] | None:
+    """Every model argument of `family` (its own, then the common ones); None for a timm or
+    file model, whose arguments are its own."""
+    if catalog.is_open(family):
+        return None
     return [*ARGUMENTS[family], *COMMON]
 
 
 def check_model_args(family: str, model_args: dict) -> None:
     """ConfigError naming the argument unless every one is known to `family` and of its kind."""
+    if catalog.is_open(family):
+        check_open_model_args(family, model_args)
+        return
     kinds = {**ARGUMENTS[family], **COMMON}
     for key, value in model_args.items():
         if key not in kinds:
@@ -142,16 +168,35 @@ def check_model_args(family: str, model_args: dict) -> None:
         check_value(family, key, value, kinds[key])
 
 
+def check_open_model_args(family: str, model_args: dict) -> None:
+    """What can be checked of a timm or file model's arguments without building it."""
+    is_timm = catalog.timm_architecture(family) is not None
+    set_by_imgzoo = SET_BY_IMGZOO["timm" if is_timm else "file"]
+    kinds = {**(TIMM_OWN if is_timm else {}), **COMMON}
+    for key, value in model_args.items():
+        if key in set_by_imgzoo:
+            raise ConfigError(f"model '{family}': {key} is not a model argument here "
+                              f"({set_by_imgzoo[key]})")
+        if key in kinds:
+            check_value(family, key, value, kinds[key])
+    if is_timm and model_args.get("input_size") and not model_args.get("pretrained_file"):
+        raise ConfigError(
+            f"model '{family}': input_size is the size a pretrained_file's weights want; "
+            "without pretrained_file the model is built for the dataset's image size"
+        )
+
+
 def check_value(family: str, key: str, value, kind) -> None:
     """ConfigError unless `value` is of `kind` (a kind above, or a tuple of choices)."""
+    who = f"model '{family}'" if catalog.is_open(family) else f"model family '{family}'"
     if isinstance(kind, tuple):
         # by type too: YAML's `true` must not pass for the choice 1
         if not any(value == c and type(value) is type(c) for c in kind):
             choices = ", ".join(str(c) for c in kind)
-            raise ConfigError(f"model family '{family}': {key}={value!r} is not one of {choices}")
+            raise ConfigError(f"{who}: {key}={value!r} is not one of {choices}")
         return
     if not _is(kind, value):
-        raise ConfigError(f"model family '{family}': {key}={value!r} must be {kind}")
+        raise ConfigError(f"{who}: {key}={value!r} must be {kind}")
 
 
 def _is_int(value) -> bool:

@@ -1,9 +1,15 @@
 """What models exist, without importing torch: the Snakefile and config validation read this.
 
-FAMILIES maps a family name to the module that builds it (imported only by `create`) and says
-whether the family has a first-layer view for the weight grids. PRESETS names documented
-configurations: a preset is a family plus model_args, and an experiment's own model_args
-override the preset's.
+A model name is one of:
+- a family of FAMILIES, which maps it to the module that builds it (imported only by `create`)
+  and says whether the family has a first-layer view for the weight grids;
+- a preset of PRESETS: a documented configuration, a model name plus model_args (an
+  experiment's own model_args override the preset's; `needs` lists arguments it must be given);
+- `timm/<architecture>`: any of timm's architectures (`imgzoo.models.timm_names` knows them);
+- `path/to/file.py:callable`: a network from the user's own file (`imgzoo.models.file_source`).
+The last two are *open* families: their arguments are the architecture's or the callable's,
+not described here, and every such model has a first-layer view (its first convolution or
+linear layer, `imgzoo.models.first_layer_tiles`).
 """
 
 # Model arguments that every family takes; `imgzoo.models.create` handles them around the
@@ -24,8 +30,9 @@ FAMILIES: dict[str, tuple[str, bool]] = {
     "tnt": ("imgzoo.models.tnt", True),
     "perceiver": ("imgzoo.models.perceiver", False),  # no image-shaped first layer
     "perceiver_io": ("imgzoo.models.perceiver_io", False),
-    "pretrained": ("imgzoo.models.pretrained", True),  # the timm model's first conv
 }
+
+TIMM_PREFIX = "timm/"
 
 # What study 2 gave every model: its running global-scalar input normaliser, and 1000 logits
 # (torchvision's ResNets keep ImageNet's head, and its code never passed its own ViTs and toy net
@@ -169,14 +176,12 @@ PRESETS: dict[str, dict] = {
     },
     # Study 3's fine-tuned ImageNet models; each experiment gives model_args.pretrained_file.
     "swin-base-pretrained": {
-        "model": "pretrained", "model_args": {"arch": "swin_base_patch4_window7_224"},
+        "model": "timm/swin_base_patch4_window7_224", "needs": ["pretrained_file"],
     },
     # Pre-TnT: timm 0.4.12's tnt_s_patch16_224, which timm 1.0 renamed (its own
     # tnt_s_patch16_224 is a revised model whose weights differ).
-    "tnt-s-pretrained": {
-        "model": "pretrained", "model_args": {"arch": "tnt_s_legacy_patch16_224"},
-    },
-    "mixer-b16-pretrained": {"model": "pretrained", "model_args": {"arch": "mixer_b16_224"}},
+    "tnt-s-pretrained": {"model": "timm/tnt_s_legacy_patch16_224", "needs": ["pretrained_file"]},
+    "mixer-b16-pretrained": {"model": "timm/mixer_b16_224", "needs": ["pretrained_file"]},
 }
 
 
@@ -184,16 +189,45 @@ def known_models() -> list[str]:
     return sorted([*FAMILIES, *PRESETS])
 
 
+def timm_architecture(name: str) -> str | None:
+    """`resnet10t` for the model name `timm/resnet10t`; None for any other name."""
+    if not name.startswith(TIMM_PREFIX):
+        return None
+    return name.removeprefix(TIMM_PREFIX) or None
+
+
+def model_file(name: str) -> tuple[str, str] | None:
+    """(path, callable) for the model name `path/to/file.py:callable`; None for any other name
+    (a name that ends in `.py`, without a callable, too: the config's check says what is
+    missing)."""
+    path, colon, attr = name.rpartition(":")
+    if not colon or not path.endswith(".py"):
+        return None
+    return path, attr
+
+
+def is_open(family: str) -> bool:
+    """A timm architecture or a network from a file: its arguments are its own (not described
+    in `imgzoo.models.arguments`), imgzoo sets only those that come from the dataset."""
+    return timm_architecture(family) is not None or model_file(family) is not None
+
+
 def resolve(name: str, model_args: dict | None = None) -> tuple[str, dict]:
-    """(family, merged model_args) for a family or preset name; KeyError if unknown."""
+    """(family, merged model_args) for a model name; KeyError if it is no model name. The
+    family of a timm or file model is its name (`timm/resnet10t`, `nets/net.py:build`)."""
     if name in PRESETS:
         preset = PRESETS[name]
         return preset["model"], {**preset.get("model_args", {}), **(model_args or {})}
-    if name in FAMILIES:
+    if name in FAMILIES or is_open(name):
         return name, dict(model_args or {})
     raise KeyError(name)
 
 
+def missing_needs(name: str, model_args: dict) -> list[str]:
+    """The arguments preset `name` needs that `model_args` lacks (weights files, say)."""
+    return [k for k in PRESETS.get(name, {}).get("needs", []) if not model_args.get(k)]
+
+
 def has_first_layer_view(name: str) -> bool:
     family, _ = resolve(name)
-    return FAMILIES[family][1]
+    return is_open(family) or FAMILIES[family][1]

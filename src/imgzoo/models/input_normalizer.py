@@ -3,7 +3,8 @@
 `imgzoo.models.create` takes `normalizer` from every model's arguments (one of
 arguments.INPUT_NORMALIZERS):
 - "fixed": the model is left as built; the training loop standardises its input with the
-  dataset's mean/std (unless the family normalises its own input, as `pretrained` does).
+  dataset's mean/std (unless the model normalises its own input, as a timm model fine-tuned
+  from a `pretrained_file` does).
 - "none": the model gets raw [0, 1] pixels and does not standardise them at all.
 - "running", "running_per_channel": the model gets raw pixels and standardises them with
   running statistics (study 2's Normalizer), one scalar over all pixels or one per channel.

@@ -1,5 +1,6 @@
-"""Any timm architecture with weights from a local file, for fine-tuning (study 3's Pre-TnT,
-Swin-B, Mixer-B/16).
+"""A timm architecture with weights from a local file, for fine-tuning: `model: timm/<arch>` with
+`model_args: {pretrained_file: path}` (study 3's Pre-TnT, Swin-B, Mixer-B/16;
+`imgzoo.models.timm_network` builds timm models and comes here when a file is given).
 
 Weights come from a file the user put on disk (cluster nodes often have no internet): a
 state_dict saved with torch.save (read with weights_only=True, so a file cannot run code) or a
@@ -20,9 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from imgzoo.errors import ConfigError, DataError, unknown_name
+from imgzoo.errors import ConfigError, DataError
 
-FAMILY = "model family 'pretrained'"
+
+def _who(arch: str) -> str:
+    return f"model 'timm/{arch}'"
 
 
 class Pretrained(nn.Module):
@@ -61,7 +64,7 @@ class Pretrained(nn.Module):
         return weight.detach().mean(dim=1).float().cpu().numpy(), kind
 
 
-def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: Path, arch: str) -> dict[str, torch.Tensor]:
     """A state_dict from a torch.save file or a .safetensors file (DataError if unreadable)."""
     try:
         if path.suffix == ".safetensors":
@@ -73,7 +76,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # any reader error means the same thing to the user
         reason = (str(error).strip().splitlines() or [""])[0]
         raise DataError(
-            f"{FAMILY}: cannot read weights file '{path}' ({type(error).__name__}: {reason}); "
+            f"{_who(arch)}: cannot read weights file '{path}' ({type(error).__name__}: {reason}); "
             "save it with torch.save(model.state_dict(), path) or as .safetensors"
         ) from error
     # training checkpoints often wrap the weights
@@ -81,7 +84,7 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
-        raise DataError(f"{FAMILY}: '{path}' holds no state_dict of tensors")
+        raise DataError(f"{_who(arch)}: '{path}' holds no state_dict of tensors")
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
@@ -94,7 +97,7 @@ def load_backbone_weights(backbone: nn.Module, path: Path, arch: str) -> None:
     mismatching keys."""
     names = backbone.pretrained_cfg.get("classifier") or ()
     names = (names,) if isinstance(names, str) else tuple(names)
-    state = {k: v for k, v in read_state_dict(path).items() if not is_classifier(k, names)}
+    state = {k: v for k, v in read_state_dict(path, arch).items() if not is_classifier(k, names)}
     # timm's own converter for the architecture: resamples position tables to the model's input
     # size and converts original (non-timm) checkpoint layouts
     convert = getattr(sys.modules[type(backbone).__module__], "checkpoint_filter_fn", None)
@@ -104,7 +107,7 @@ def load_backbone_weights(backbone: nn.Module, path: Path, arch: str) -> None:
         except Exception as error:
             reason = (str(error).strip().splitlines() or [""])[0]
             raise ConfigError(
-                f"{FAMILY}: '{path}' cannot be converted for timm architecture '{arch}' "
+                f"{_who(arch)}: '{path}' cannot be converted for timm architecture '{arch}' "
                 f"({type(error).__name__}: {reason}); use weights saved from '{arch}'"
             ) from error
     expected = {k: v for k, v in backbone.state_dict().items() if not is_classifier(k, names)}
@@ -126,49 +129,44 @@ def load_backbone_weights(backbone: nn.Module, path: Path, arch: str) -> None:
     ]
     if problems:
         raise ConfigError(
-            f"{FAMILY}: '{path}' does not fit timm architecture '{arch}': {'; '.join(problems)}; "
+            f"{_who(arch)}: '{path}' does not fit the architecture: {'; '.join(problems)}; "
             f"use weights saved from '{arch}'"
         )
     backbone.load_state_dict({k: state[k] for k in expected}, strict=False)
 
 
-def build(
-    num_classes: int,
-    image_size: int,
-    in_chans: int,
+def fine_tuned(
+    arch: str,
+    pretrained_file: str,
     *,
-    arch: str = "",
-    pretrained_file: str = "",
+    num_classes: int,
+    in_chans: int,
     input_size: int | None = None,
+    **timm_args,
 ) -> Pretrained:
     """timm `arch` with weights from `pretrained_file`; the batch is resized to input_size
-    (default: the architecture's pretraining size, e.g. 224)."""
-    if not arch:
-        raise ConfigError(f"{FAMILY}: set model_args.arch to a timm architecture name")
-    if not timm.is_model(arch):
-        raise unknown_name("timm architecture", arch, timm.list_models())
-    if not pretrained_file:
-        raise ConfigError(f"{FAMILY}: set model_args.pretrained_file to the weights for {arch}")
+    (default: the architecture's pretraining size, e.g. 224). `timm_args` go to
+    timm.create_model."""
     path = Path(pretrained_file).expanduser()
     if not path.is_file():
         raise ConfigError(
-            f"{FAMILY}: weights file '{path}' does not exist; put the {arch} weights there "
+            f"{_who(arch)}: weights file '{path}' does not exist; put the {arch} weights there "
             "or fix pretrained_file"
         )
-    backbone = timm.create_model(arch, pretrained=False, num_classes=num_classes)
+    backbone = timm.create_model(arch, pretrained=False, num_classes=num_classes, **timm_args)
     default_size = backbone.pretrained_cfg["input_size"][-1]
     if input_size and input_size != default_size:
         # architectures with position tables must be built for the size they will see
         try:
             backbone = timm.create_model(
-                arch, pretrained=False, num_classes=num_classes, img_size=input_size
+                arch, pretrained=False, num_classes=num_classes, img_size=input_size, **timm_args
             )
         except TypeError:
             pass  # convolutional: any input size works as built
     channels = backbone.pretrained_cfg["input_size"][0]
     if in_chans not in (1, channels):
         raise ConfigError(
-            f"{FAMILY}: {arch} takes {channels}-channel images, the dataset has {in_chans}"
+            f"{_who(arch)}: its weights take {channels}-channel images, the dataset has {in_chans}"
         )
     load_backbone_weights(backbone, path, arch)
     return Pretrained(backbone, input_size or default_size, in_chans)
