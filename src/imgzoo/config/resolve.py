@@ -43,6 +43,11 @@ def resolve(config: dict) -> Resolved:
         for point_name, exp in _sweep_points(name, sweep, config, train_keys):
             _add_experiment(experiments, point_name, exp, config, train_keys, f"sweeps.{name}")
     _check_datasets(config, experiments)
+    for name, exp in experiments.items():
+        for dataset in datasets_of(config, exp):
+            per_dataset = exp.get("per_dataset", {}).get(dataset, {})
+            train = {**config["train"], **train_keys_of(exp), **train_keys_of(per_dataset)}
+            check_train_together(f"experiments.{name}", dataset, train)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError("config 'seeds': a seed is listed twice")
     return Resolved(config, experiments, _comparisons(config["compare"], experiments, config))
@@ -70,6 +75,21 @@ def check_model(where: str, model: str, model_args: dict) -> str:
     except ConfigError as e:
         raise ConfigError(f"config '{where}.model_args': {e}") from None
     return family
+
+
+def check_train_together(where: str, dataset: str, train: dict) -> None:
+    """What the schema cannot see: training keys that only make sense together."""
+    if train["schedule_lag_epochs"] and train["schedule_step"] != "epoch":
+        raise ConfigError(
+            f"config '{where}' on {dataset}: schedule_lag_epochs "
+            f"{train['schedule_lag_epochs']} needs schedule_step: epoch (the lag is in epochs)"
+        )
+    stats = train["input_stats"]
+    if isinstance(stats, dict) and len(stats["mean"]) != len(stats["std"]):
+        raise ConfigError(
+            f"config '{where}' on {dataset}: input_stats has {len(stats['mean'])} means and "
+            f"{len(stats['std'])} stds; give one of each per channel"
+        )
 
 
 def train_keys_of(mapping: dict) -> dict:
