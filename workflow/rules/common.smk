@@ -108,6 +108,10 @@ def comparisons_json():
     return json.dumps(STUDY.comparisons)
 
 
+def claims_json():
+    return json.dumps(STUDY.claims, sort_keys=True)
+
+
 def all_outputs():
     datasets = sorted({run.dataset for run in STUDY.runs})
     return [
@@ -116,6 +120,7 @@ def all_outputs():
         LAYOUT.table("headline", "rst"),
         *([LAYOUT.table("reproduction")] if STUDY.published() else []),
         *([LAYOUT.table("comparisons")] if STUDY.comparisons else []),
+        *([LAYOUT.table("claims")] if STUDY.claims else []),
         *[LAYOUT.curves(d) for d in datasets],
         *weight_grids(),
         *sweep_plots(),

@@ -8,6 +8,8 @@
 - `reproduction.write_reproduction(log_paths, published, out_dir, ...)`: published
   numbers against ours
 - `comparisons.write_comparisons(log_paths, pairs, out_dir, ...)`: paired A − B over seeds
+- `claims.write_claims(log_paths, claims, out_dir, ...)`: a write-up's conclusions, each
+  supported, contradicted or not distinguishable by paired A − B over seeds
 - `headline.write_headline(log_paths, published, out_dir, ...)`: per dataset the best
   experiment and the reproduction verdicts, also as reStructuredText for the report's front page
 (`same_as`: runs shown under another name; `labels`: how the study names its experiments; see

@@ -30,6 +30,7 @@ class Resolved:
     config: dict  # validated, defaults filled
     experiments: dict[str, dict]  # sweeps expanded; a sweep point's `sweep` names its sweep
     comparisons: list[tuple[str, str]]  # the `compare:` pairs (A, B), each once
+    claims: list[dict]  # the `compare.claims`, each with its `name` and pairs as tuples
 
 
 def resolve(config: dict) -> Resolved:
@@ -50,7 +51,12 @@ def resolve(config: dict) -> Resolved:
             check_train_together(f"experiments.{name}", dataset, train)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError("config 'seeds': a seed is listed twice")
-    return Resolved(config, experiments, _comparisons(config["compare"], experiments, config))
+    return Resolved(
+        config,
+        experiments,
+        _comparisons(config["compare"], experiments, config),
+        _claims(config["compare"]["claims"], experiments, config),
+    )
 
 
 def check_resources(where: str, resources: dict) -> None:
@@ -249,3 +255,33 @@ def _comparisons(compare: dict, experiments: dict[str, dict], config: dict):
         pairs += [(name, baseline) for name in experiments
                   if name != baseline and shared(name, baseline)]
     return list(dict.fromkeys(pairs))
+
+
+def _claims(claims: dict, experiments: dict[str, dict], config: dict) -> list[dict]:
+    """The `compare.claims`, checked: every experiment exists, every pair shares a dataset the
+    claim speaks of, every dataset it names is one some pair ran on."""
+    resolved = []
+    for name, claim in claims.items():
+        where = f"compare.claims.{name}"
+        pairs = []
+        for i, (a, b) in enumerate(claim["pairs"]):
+            here = f"{where}.pairs.{i}"
+            for experiment in (a, b):
+                if experiment not in experiments:
+                    err = unknown_name("experiment", experiment, experiments)
+                    raise ConfigError(f"config '{here}': {err}")
+            if a == b:
+                raise ConfigError(f"config '{here}': compares '{a}' with itself")
+            shared = set(datasets_of(config, experiments[a])) & set(
+                datasets_of(config, experiments[b])
+            )
+            if not shared & set(claim.get("datasets", shared)):
+                raise ConfigError(f"config '{here}': '{a}' and '{b}' share no dataset the claim "
+                                  "speaks of")
+            pairs.append((a, b, shared))
+        for dataset in claim.get("datasets", []):
+            if not any(dataset in shared for _, _, shared in pairs):
+                raise ConfigError(f"config '{where}.datasets': no pair of the claim runs on "
+                                  f"dataset '{dataset}'")
+        resolved.append({**claim, "name": name, "pairs": [(a, b) for a, b, _ in pairs]})
+    return resolved
