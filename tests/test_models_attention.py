@@ -1,6 +1,8 @@
 """The attention families (vit, swin, tnt, perceiver, perceiver_io) and timm's ImageNet-pretrained
 models (`timm/<arch>` with a pretrained_file)."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import timm
@@ -12,6 +14,8 @@ from helpers import default_model_args
 import imgzoo.models as models
 from imgzoo.errors import ConfigError, DataError
 from imgzoo.models import catalog
+from imgzoo.spec import Settings
+from imgzoo.training.network import build_network
 
 FAMILIES_HERE = ("vit", "swin", "tnt", "perceiver", "perceiver_io")
 PRETRAINED_PRESETS = sorted(n for n, p in catalog.PRESETS.items() if "pretrained_file" in
@@ -439,6 +443,22 @@ def test_pretrained_loads_weights_and_replaces_the_head(resnet_file):
     assert forward_backward(model, 32).shape == (2, 10)
     tiles, kind = models.first_layer_tiles(model)
     assert kind == "conv" and tiles.ndim == 3
+
+
+def test_pretrained_standardises_with_given_constants(resnet_file):
+    """train.input_stats replaces the weights' own mean/std (study 3 fed its pretrained models
+    CIFAR-10's), through the network a run builds."""
+    path, _ = resnet_file
+    stats = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
+    prepared = SimpleNamespace(num_classes=10, image_size=32, channels=3)
+    args = {"pretrained_file": str(path), "input_size": 32}
+    for given, mean in (("auto", (0.485, 0.456, 0.406)), (stats, stats["mean"])):
+        settings = Settings("timm/resnet10t", args, {"input_stats": given, "channels_last": False,
+                                                  "compile": False}, {})
+        model = build_network(settings, prepared, torch.device("cpu")).model
+        assert model.mean.flatten().tolist() == pytest.approx(mean)
+    with pytest.raises(ConfigError, match="input_stats has 1 means and 1 stds"):
+        model.standardise_with([0.5], [0.5])
 
 
 def test_pretrained_grayscale_small_images(resnet_file):

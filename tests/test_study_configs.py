@@ -39,6 +39,14 @@ DEFAULTS_1 = {
     "schedule": "constant",
     "warmup_epochs": 0,
     "augment": "resized_crop+flip",
+    "drop_last": True,  # main.py's DataLoader(drop_last=True)
+    # main.py's Normalize: the full 50k training set's mean/std
+    "input_stats": {
+        "mean": [0.49139968, 0.48215841, 0.44653091],
+        "std": [0.24703223, 0.24348513, 0.26158784],
+    },
+    "precision": "fp32",
+    "eval_every_steps": None,
 }
 # mlpmixer.py: Xavier-uniform on every Linear, He-normal stem, nn.LayerNorm's eps at the end
 MIXER_INIT_1 = {"init": "xavier", "final_norm_eps": 1e-5}
@@ -103,14 +111,19 @@ STUDY_1 = {
 
 # --- study 2: enhuiz/image-classification (CIFAR-100) ------------------------------------------
 DEFAULTS_2 = {
-    "epochs": 14,  # 4928 steps of 128 on 45k images (its 5000 on 50k)
+    "epochs": 14,  # 14 x 351 = 4914 steps of 128 on 45k images (its 5000 on 50k)
     "batch_size": 128,
+    "drop_last": True,
     "optimizer": "adam",
     "lr": 2e-4,
     "weight_decay": 0,
     "schedule": "linear",
-    "warmup_epochs": 1.42,  # 500 steps
-    "min_lr": 0,
+    "schedule_step": "step",
+    "warmup_epochs": 1.425,  # 500 steps at 351 per epoch
+    "warmup_start_lr": 1e-6,  # WarmupDecayLR's warmup_min_lr, where it starts ...
+    "min_lr": 1e-6,  # ... and ends
+    "eval_every_steps": 100,  # its eval_every
+    "precision": "fp32",
     "grad_clip": 100,
     "augment": "none",
     "crop_padding": 4,
@@ -176,8 +189,13 @@ STUDY_2 = {
 }
 
 # --- study 3: 395t/coding-assignment-week-8-vit-2 (CIFAR-10, STL-10, Tiny ImageNet) ------------
-ADAM = {"optimizer": "adam", "weight_decay": 0, "crop_padding": 4}
-ADAMW = {"optimizer": "adamw", "weight_decay": 0.01}  # torch's AdamW default, as it left it
+# every script's Normalize, on every dataset; float32
+CIFAR_STATS = {"mean": [0.4914, 0.4822, 0.4465], "std": [0.2023, 0.1994, 0.2010]}
+STUDY_3_ALL = {"input_stats": CIFAR_STATS, "precision": "fp32", "drop_last": False,
+               "eval_every_steps": None}
+ADAM = {**STUDY_3_ALL, "optimizer": "adam", "weight_decay": 0, "crop_padding": 4}
+# torch's AdamW default, as it left it
+ADAMW = {**STUDY_3_ALL, "optimizer": "adamw", "weight_decay": 0.01}
 SWIN = {
     **ADAM,
     "lr": 5e-4,
@@ -202,6 +220,9 @@ SWIN_3STAGE = {
 TNT = {
     **ADAM,
     "schedule": "cosine",
+    # CosineAnnealingLR stepped once per epoch with step(epoch - 1): two epochs late
+    "schedule_step": "epoch",
+    "schedule_lag_epochs": 2,
     "augment": "standard",
     "patch_size": 4,
     "pixel_size": 2,
@@ -231,6 +252,8 @@ XL = {"depth": 6, "num_latents": 48, "latent_dim": 96, "cross_dim_head": 32, "la
 STL_PERCEIVER = {"batch_size": 32, "epochs": 200}
 IO = {
     **ADAMW,
+    "drop_last": True,  # its loops stop at the first partial batch
+    "input_stats": {"mean": [0.5] * 3, "std": [0.5] * 3},  # x * 2 - 1
     "lr": 3e-4,
     "batch_size": 128,
     "epochs": 100,
@@ -268,6 +291,9 @@ STUDY_3 = {
     ("tnt@lr=1e-05", "tinyimagenet"): {**TNT_TIN, "lr": 1e-5},
     ("tnt@lr=3e-06", "cifar10"): {**TNT_CS, "lr": 3e-6},
     ("tnt@lr=1e-06", "tinyimagenet"): {**TNT_TIN, "lr": 1e-6},
+    # its 5-epoch runs at lr 2e-4 (log names): batch 256 on CIFAR-10, 64 on STL-10
+    ("tnt-5ep", "cifar10"): {**TNT, "epochs": 5, "lr": 2e-4, "batch_size": 256},
+    ("tnt-5ep", "stl10"): {**TNT, "epochs": 5, "lr": 2e-4, "batch_size": 64},
     # patch / pixel: lr 3e-4 on CIFAR-10 and STL-10, the main settings on Tiny ImageNet
     ("tnt-arch", "cifar10"): {**TNT_CS, "lr": 3e-4},
     ("tnt-arch", "tinyimagenet"): TNT_TIN,
@@ -502,6 +528,8 @@ PUBLISHED = {
             ("tnt", "cifar10", 78.55, "best_test"),
             ("tnt", "stl10", 60.42, "best_test"),
             ("tnt", "tinyimagenet", 36.69, "best_test"),
+            ("tnt-5ep", "cifar10", 60.48, "best_test"),
+            ("tnt-5ep", "stl10", 40.73, "best_test"),
             ("tnt-arch@patch_size=2,pixel_size=2", "cifar10", 78.27, "best_test"),
             ("tnt@lr=0.0003", "cifar10", 71.67, "best_test"),
             ("tnt-arch@patch_size=16,pixel_size=2", "cifar10", 63.43, "best_test"),
@@ -610,13 +638,92 @@ def test_the_pretrained_overlay_adds_the_fine_tuning_runs():
         1e-6,
         "cosine",
     )
+    assert (tnt["schedule_step"], tnt["schedule_lag_epochs"]) == ("epoch", 2)  # its step(e - 1)
     mixer = resolved(study, "mixer-pretrained", "tinyimagenet")
     assert (mixer["epochs"], mixer["batch_size"], mixer["lr"]) == (1, 32, 5e-5)
+    # its Swin and TnT scripts standardised with CIFAR-10's constants; the Mixer's is unknown
+    assert swin["input_stats"] == tnt["input_stats"] == CIFAR_STATS
+    assert mixer["input_stats"] == "auto"
     # the overlay only adds: the study's own runs are unchanged
     alone = load_study([STUDIES / "small-data-transformers.yaml"], check_sources=False)
     assert set(alone.experiments) < set(study.experiments)
     merged = merge(load_yaml(STUDIES / "small-data-transformers.yaml"), load_yaml(OVERLAY))
     assert merged["train"] == load_yaml(STUDIES / "small-data-transformers.yaml")["train"]
+
+
+# --- claims ---------------------------------------------------------------------------------------
+
+# Each write-up's own conclusions: claim name -> (expect, metric, pairs). Study 1 draws none about
+# accuracy (its analysis is of first-layer weights).
+PATCH = "tnt-arch@patch_size={},pixel_size={}"
+CLAIMS = {
+    "mlp-resnet-mixer.yaml": {},
+    "cifar100-variants.yaml": {
+        "mixstyle-overfitting": ("better", "generalisation_gap", [
+            ("resnet18-ms1", "resnet18"), ("resnet18-ms2", "resnet18"),
+            ("resnet18-ms3", "resnet18")]),
+        "lower-training-accuracy": ("better", "test_acc_at_best_val", [
+            ("resnet18-ms1", "resnet18"), ("resnet18-ms2", "resnet18"),
+            ("resnet18-ms3", "resnet18"), ("resnet18-aug", "resnet18")]),
+        "relative-attention": ("better", "test_acc_at_best_val",
+                               [("vitn-12x256-8x8-ra", "vitn-12x256-8x8")]),
+        "diagonal-mask": ("better", "test_acc_at_best_val",
+                          [("vitn-12x256-8x8-dm", "vitn-12x256-8x8")]),
+        "learned-temperature": ("same", "test_acc_at_best_val", [
+            ("vitn-12x256-8x8-lt", "vitn-12x256-8x8"),
+            ("vitn-12x256-8x8-ltv", "vitn-12x256-8x8")]),
+    },
+    "small-data-transformers.yaml": {
+        "tnt-smaller-patches": ("better", "test_acc_at_best_val", [
+            (PATCH.format(2, 2), PATCH.format(4, 2)), (PATCH.format(4, 2), PATCH.format(8, 2)),
+            (PATCH.format(8, 2), PATCH.format(16, 2))]),
+        "tnt-smaller-pixels": ("better", "test_acc_at_best_val", [
+            (PATCH.format(8, 1), PATCH.format(8, 2)), (PATCH.format(8, 2), PATCH.format(8, 4)),
+            (PATCH.format(16, 2), PATCH.format(16, 4)),
+            (PATCH.format(16, 4), PATCH.format(16, 8))]),
+        "perceiver-dropout": ("same", "test_acc_at_best_val", [
+            ("perceiver-regular@augment=none",
+             "perceiver-regular@augment=none,attn_dropout=0.0,ff_dropout=0.0")]),
+        "perceiver-augmentation": ("better", "test_acc_at_best_val",
+                                   [("perceiver-regular", "perceiver-regular@augment=none")]),
+        "perceiver-augmentation-gap": ("better", "generalisation_gap",
+                                       [("perceiver-regular", "perceiver-regular@augment=none")]),
+        "perceiver-augmentation-tinyimagenet": ("same", "test_acc_at_best_val", [
+            ("perceiver-large-tinyimagenet", "perceiver-large-tinyimagenet@augment=none")]),
+        "perceiver-sizes-cifar10": ("same", "test_acc_at_best_val", [
+            ("perceiver-large", "perceiver-medium"), ("perceiver-xl", "perceiver-medium")]),
+        "perceiver-large-stl10": ("better", "test_acc_at_best_val", [
+            ("perceiver-large", "perceiver-medium"), ("perceiver-large", "perceiver-xl")]),
+        "perceiver-io-batch-size": ("same", "test_acc_at_best_val", [
+            (f"perceiver-io@batch_size={b}", "perceiver-io") for b in (8, 16, 32, 64)]),
+        "perceiver-io-learning-rate": ("worse", "test_acc_at_best_val", [
+            (f"perceiver-io-12ep@lr={lr}", "perceiver-io-12ep")
+            for lr in ("0.001", "0.01", "0.1", "1.0")]),
+        "swin-learning-rate": ("same", "test_acc_at_best_val", [
+            ("swin-3stage@lr=0.005", "swin-3stage"), ("swin-3stage@lr=5e-05", "swin-3stage")]),
+    },
+}
+CLAIMS_PRETRAINED = {
+    "tnt-pretraining": ("better", "test_acc_at_best_val", [("tnt-pretrained", "tnt")]),
+    "swin-pretraining": ("better", "test_acc_at_best_val", [("swin-pretrained", "swin")]),
+    "mixer-pretraining": ("better", "test_acc_at_best_val", [("mixer-pretrained", "mixer")]),
+}
+
+
+def _claims(study) -> dict:
+    return {c["name"]: (c["expect"], c["metric"], c["pairs"]) for c in study.claims}
+
+
+def test_each_write_ups_conclusions_are_claims_in_its_study(studies):
+    for name, expected in CLAIMS.items():
+        assert _claims(studies[name]) == expected, name
+        for claim in studies[name].claims:
+            assert claim["claim"] and claim["source"].startswith("write-up README")
+
+
+def test_the_pretrained_overlay_adds_its_claims_to_the_studys():
+    study = load_study([STUDIES / "small-data-transformers.yaml", OVERLAY], check_sources=False)
+    assert _claims(study) == {**CLAIMS["small-data-transformers.yaml"], **CLAIMS_PRETRAINED}
 
 
 @pytest.mark.parametrize("path", sorted(STUDIES.glob("*.yaml")), ids=lambda p: p.name)

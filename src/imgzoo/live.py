@@ -46,10 +46,12 @@ TENSORBOARD_TAGS = {
 }
 
 
-def write_progress(run_dir, spec: dict, epochs: dict, *, attrs: dict) -> None:
+def write_progress(run_dir, spec: dict, epochs: dict, *, attrs: dict,
+                   evaluations: dict | None = None) -> None:
     """Rewrite `run_dir/progress.json`: the run's spec (`RunSpec.to_dict()`), its run-log
     attributes so far (`imgzoo.runlog.run_attrs`: status running, or the run log's completed /
-    diverged at the end) and its per-epoch history so far."""
+    diverged at the end), its per-epoch history so far and, for a run that evaluates every N
+    steps, its `evaluations` so far."""
     progress = {
         "format": FORMAT,
         "version": VERSION,
@@ -60,6 +62,10 @@ def write_progress(run_dir, spec: dict, epochs: dict, *, attrs: dict) -> None:
         "pid": os.getpid(),
         "history": {k: [float(v) for v in epochs.get(k, [])] for k in runlog.EPOCH_SERIES},
     }
+    if evaluations:
+        progress["evaluations"] = {
+            k: [float(v) for v in evaluations.get(k, [])] for k in runlog.EVALUATION_SERIES
+        }
     atomic_write_text(Path(run_dir) / PROGRESS, json.dumps(progress))
 
 
@@ -88,7 +94,12 @@ def partial_log(run_dir) -> runlog.RunLog | None:
     history = progress["history"]
     epochs = {k: np.asarray(history[k], dtype=np.float64) for k in runlog.EPOCH_SERIES}
     epochs["epoch"] = epochs["epoch"].astype(np.int64)
-    return runlog.RunLog(dict(progress["attrs"]), epochs, path=Path(run_dir) / PROGRESS)
+    evaluations = {
+        k: np.asarray(v, dtype=np.int64 if k in ("step", "epoch") else np.float64)
+        for k, v in progress.get("evaluations", {}).items()
+    }
+    return runlog.RunLog(dict(progress["attrs"]), epochs, path=Path(run_dir) / PROGRESS,
+                         evaluations=evaluations)
 
 
 def tensorboard_enabled() -> bool:

@@ -16,7 +16,10 @@ RESULTS = "results"
 METRICS = "metrics.h5"  # the run log: the train rule's output, complete once it exists
 CHECKPOINT = "checkpoint.pt"  # the last finished epoch, while the run is unfinished
 MODEL = "model.pt"  # the final weights
-BEST_MODEL = "model_best.pt"  # the weights of the best-validation epoch
+BEST_MODEL = "model_best.pt"  # the weights of the best-validation epoch (or evaluation)
+# the best weights of the evaluation after step {step}, inside the epoch under way, until the
+# epoch's checkpoint names it the best (train.eval_every_steps)
+BEST_MODEL_PENDING = "model_best.step{step}.pt"
 PROGRESS = "progress.json"  # the run's state and history so far, rewritten every epoch
 
 

@@ -47,6 +47,20 @@ EPOCH_SERIES = (
     "images_per_s",  # training images per second of train_time
 )
 
+# The optional group `evaluations` (runs with `train.eval_every_steps`): one value per
+# evaluation made every N training steps, in this order. `step` counts the run's steps from 1;
+# `epoch` is the epoch the step belongs to.
+EVALUATION_SERIES = (
+    "step",
+    "epoch",
+    "val_loss",
+    "val_acc",
+    "test_loss",
+    "test_acc",
+    "train_subset_acc",
+)
+_INTEGER_SERIES = ("epoch", "step")
+
 # The series that time a run: they differ between two runs of the same settings, which agree on
 # every other series to the bit.
 TIMING_SERIES = ("train_time", "epoch_time", "images_per_s")
@@ -89,6 +103,7 @@ def run_attrs(
     epochs_completed: int,
     best_epoch: int,
     started: str,
+    best_step: int = -1,
     ended: str = "",
     diverged_epoch: int = -1,
     wall_time_s: float = float("nan"),
@@ -110,6 +125,7 @@ def run_attrs(
         "status": status,
         "diverged_epoch": int(diverged_epoch),
         "best_epoch": int(best_epoch),
+        "best_step": int(best_step),
         "epochs_planned": int(spec["settings"]["train"]["epochs"]),
         "epochs_completed": int(epochs_completed),
         "started": started,
@@ -141,6 +157,8 @@ class RunLog:
     first_layer_kind: str = ""
     steps: dict[str, np.ndarray] = field(default_factory=dict)
     path: Path | None = None
+    # EVALUATION_SERIES -> 1-D arrays; empty for a run evaluated once per epoch only
+    evaluations: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def spec(self) -> dict:
@@ -176,18 +194,17 @@ def write(path: str | os.PathLike, log: RunLog) -> None:
     ]
     if missing:
         raise ValueError(f"run log attributes missing: {missing}")
-    lengths = {k: len(log.epochs[k]) for k in EPOCH_SERIES}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"epoch series of unequal length: {lengths}")
+    _check_lengths("epoch", log.epochs, EPOCH_SERIES)
+    if log.evaluations:
+        _check_lengths("evaluation", log.evaluations, EVALUATION_SERIES)
     with atomic_output(path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs["schema"] = SCHEMA
         f.attrs["schema_version"] = SCHEMA_VERSION
         for key, value in log.attrs.items():
             f.attrs[key] = _plain(value)
-        group = f.create_group("epochs")
-        for key in EPOCH_SERIES:
-            dtype = np.int64 if key == "epoch" else np.float64
-            group.create_dataset(key, data=np.asarray(log.epochs[key], dtype=dtype))
+        _write_series(f.create_group("epochs"), log.epochs, EPOCH_SERIES)
+        if log.evaluations:
+            _write_series(f.create_group("evaluations"), log.evaluations, EVALUATION_SERIES)
         if log.steps:
             steps = f.create_group("steps")
             for key, values in log.steps.items():
@@ -207,6 +224,18 @@ def write(path: str | os.PathLike, log: RunLog) -> None:
         os.fsync(f.id.get_vfd_handle())
 
 
+def _check_lengths(what: str, series: dict, names) -> None:
+    lengths = {k: len(series[k]) for k in names}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"{what} series of unequal length: {lengths}")
+
+
+def _write_series(group, series: dict, names) -> None:
+    for key in names:
+        dtype = np.int64 if key in _INTEGER_SERIES else np.float64
+        group.create_dataset(key, data=np.asarray(series[key], dtype=dtype))
+
+
 def read(path: str | os.PathLike) -> RunLog:
     """Read a complete run log; RunLogError naming the file if it is missing, partial or foreign."""
     path = Path(path)
@@ -221,6 +250,10 @@ def read(path: str | os.PathLike) -> RunLog:
             )
             epochs = {k: f["epochs"][k][()] for k in f["epochs"]}
             steps = {k: v[()] for k, v in f["steps"].items()} if "steps" in f else {}
+            evaluations = (
+                {k: f["evaluations"][k][()] for k in EVALUATION_SERIES}
+                if "evaluations" in f else {}
+            )
             confusion = f["confusion"][()] if "confusion" in f else None
             class_names = strings(f["class_names"][()])
             first_layer, kind = None, ""
@@ -236,7 +269,8 @@ def read(path: str | os.PathLike) -> RunLog:
         raise RunLogError(
             f"{path}: unreadable run log ({e.__class__.__name__}: {e}); delete it and re-run"
         ) from e
-    return RunLog(attrs, epochs, confusion, class_names, first_layer, kind, steps, path)
+    return RunLog(attrs, epochs, confusion, class_names, first_layer, kind, steps, path,
+                  evaluations)
 
 
 def _from_v2(attrs: dict, epochs: dict) -> tuple[dict, dict]:

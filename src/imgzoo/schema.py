@@ -66,7 +66,10 @@ def default(*path: str):
     for key in path:
         node = _resolve_ref(node)
         props = node.get("properties", {})
-        node = props[key] if key in props else node["additionalProperties"]["properties"][key]
+        if key in props:
+            node = props[key]
+        else:
+            node = _resolve_ref(node["additionalProperties"])["properties"][key]
     return copy.deepcopy(_resolve_ref(node)["default"])
 
 

@@ -22,7 +22,7 @@ import torch
 from imgzoo import data, live, runlog
 from imgzoo.errors import CheckpointError, RunFailed
 from imgzoo.models import first_layer_tiles
-from imgzoo.paths import BEST_MODEL, CHECKPOINT, METRICS, MODEL
+from imgzoo.paths import BEST_MODEL, BEST_MODEL_PENDING, CHECKPOINT, METRICS, MODEL
 from imgzoo.progress import Progress
 from imgzoo.spec import RunSpec
 from imgzoo.training import checkpoint
@@ -68,6 +68,8 @@ def build_parts(spec: RunSpec, prepared, device: torch.device,
         normalize=network.normalize,
         channels_last=network.channels_last,
         crop_padding=cfg["crop_padding"],
+        drop_last=cfg["drop_last"],
+        input_stats=cfg["input_stats"],
     )
     step = TrainStep(network, cfg, steps_per_epoch=device_data.steps_per_epoch, device=device)
     return RunParts(network, device_data, step, eval_batch_size(cfg, device))
@@ -98,7 +100,8 @@ def train(
         os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(compile_cache).absolute()))
     progress = progress or Progress(cfg["epochs"])
     device = select_device(cfg["device"])
-    configure(device, threads, deterministic=cfg["deterministic"], memory_fraction=gpu_mem_fraction)
+    configure(device, threads, deterministic=cfg["deterministic"],
+              memory_fraction=gpu_mem_fraction, precision=cfg["precision"])
 
     # The model (its initial weights from the run's seed) first, for the shape the dataset's
     # file states: one that cannot take the dataset's images fails before they are read. Then the
@@ -142,14 +145,15 @@ def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, 
     for epoch in range(first_epoch, spec.train["epochs"] + 1):
         progress.start_epoch(epoch)
         t0 = time.perf_counter()
-        result = _train_epoch(spec, parts, epoch, stop_flag, progress)
+        evaluate = StepEvaluation(spec, parts, history, epoch, out_dir)
+        result = _train_epoch(spec, parts, epoch, stop_flag, progress, evaluate)
         synchronize(device)
-        train_time = time.perf_counter() - t0
+        train_time = time.perf_counter() - t0 - evaluate.seconds
         if not math.isfinite(result.loss):
             _diverged(spec, epoch, progress)
             return "diverged", epoch
         with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
-            row = _epoch_row(epoch, result, parts, train_time)
+            row = _epoch_row(spec, epoch, result, parts, history, train_time)
         row["epoch_time"] = time.perf_counter() - t0  # training and evaluation
         improved = history.add_epoch(row, result.step_losses, result.step_lrs)
         progress.end_epoch(row)
@@ -161,10 +165,55 @@ def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, 
             optimizer=step.optimizer,
             history=history.state(),
         )
-        if improved:  # after the checkpoint that names its epoch (see _resume)
+        # after the checkpoint that names its epoch (see _resume)
+        if improved:
             checkpoint.save_atomic(network.model.state_dict(), out_dir / BEST_MODEL)
+        _promote_pending_best(out_dir, history.best_step)
         _show(spec, out_dir, history, network, shown)
     return "completed", -1
+
+
+class StepEvaluation:
+    """With `eval_every_steps`, what evaluates after a step of `epoch`: val, test and the train
+    subset into the history's evaluations, the weights of a new best to BEST_MODEL_PENDING
+    (model_best.pt once the epoch's checkpoint names it: `_promote_pending_best`); `seconds`
+    it took, which are not training time."""
+
+    def __init__(self, spec: RunSpec, parts: RunParts, history: History, epoch: int,
+                 out_dir: Path):
+        self.spec, self.parts, self.history = spec, parts, history
+        self.epoch, self.out_dir = epoch, out_dir
+        self.seconds = 0.0
+
+    def __call__(self, step: int) -> None:
+        t0 = time.perf_counter()
+        parts = self.parts
+        with out_of_memory(self.spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
+            val, test, subset = _evaluate_splits(self.spec, parts)
+        row = {"step": step, "epoch": self.epoch, "val_loss": val.loss, "val_acc": val.acc,
+               "test_loss": test.loss, "test_acc": test.acc, "train_subset_acc": subset.acc}
+        if self.history.add_evaluation(row):
+            pending = self.out_dir / BEST_MODEL_PENDING.format(step=step)
+            checkpoint.save_atomic(parts.network.model.state_dict(), pending)
+            for earlier in _pending_bests(self.out_dir):  # an earlier best of this epoch
+                if earlier != pending:
+                    earlier.unlink(missing_ok=True)
+        self.seconds += time.perf_counter() - t0
+
+
+def _pending_bests(out_dir: Path) -> list[Path]:
+    return sorted(out_dir.glob(BEST_MODEL_PENDING.format(step="*")))
+
+
+def _promote_pending_best(out_dir: Path, best_step: int) -> None:
+    """The pending weights of the evaluation after `best_step` (the history's best, as the
+    checkpoint just written or read names it) become model_best.pt; any other pending file is
+    from an epoch no checkpoint holds (cut short), and is dropped."""
+    best = out_dir / BEST_MODEL_PENDING.format(step=best_step)
+    if best_step > 0 and best.exists():
+        best.replace(out_dir / BEST_MODEL)
+    for other in _pending_bests(out_dir):
+        other.unlink(missing_ok=True)
 
 
 def _final_log(spec: RunSpec, parts: RunParts, prepared, history: History, out_dir: Path,
@@ -173,10 +222,12 @@ def _final_log(spec: RunSpec, parts: RunParts, prepared, history: History, out_d
     and first layer."""
     network = parts.network
     checkpoint.save_atomic(network.model.state_dict(), out_dir / MODEL)
+    _promote_pending_best(out_dir, history.best_step)  # the best of an epoch that diverged
     if history.best_epoch > 0:
         network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL))
     with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
-        test = evaluate(network.model, parts.data, "test", parts.eval_batch_size, predictions=True)
+        test = evaluate(network.model, parts.data, "test", parts.eval_batch_size,
+                        predictions=True, precision=spec.train["precision"])
     return run_log(
         spec,
         history,
@@ -195,35 +246,46 @@ def _show(spec: RunSpec, out_dir, history: History, network, tensorboard,
     """The epoch just finished (or the end, with the run's final status) in progress.json and
     TensorBoard."""
     attrs = history.attrs(spec, num_params=network.num_params, status=status)
-    live.write_progress(out_dir, spec.to_dict(), history.epochs, attrs=attrs)
+    live.write_progress(out_dir, spec.to_dict(), history.epochs, attrs=attrs,
+                        evaluations=history.evaluations if history.step_evaluations else None)
     if tensorboard is not None and status == "running":
         tensorboard.add_epochs(history.epochs, first=history.epochs_completed - 1)
 
 
 def _resume(spec, out_dir: Path, parts: RunParts, progress) -> tuple[History, int]:
     """(history, first epoch to run): from the checkpoint of an earlier attempt, if any."""
-    checkpoint.remove_temporaries(out_dir, (CHECKPOINT, BEST_MODEL, MODEL))
+    pending = BEST_MODEL_PENDING.format(step="*")
+    checkpoint.remove_temporaries(out_dir, (CHECKPOINT, BEST_MODEL, MODEL, pending))
+    step_evaluations = bool(spec.train["eval_every_steps"])
     state = checkpoint.load(out_dir / CHECKPOINT, spec)
     if state is None:
         (out_dir / BEST_MODEL).unlink(missing_ok=True)  # another run's
-        return History(), 1
+        _promote_pending_best(out_dir, -1)  # drops them all
+        return History(step_evaluations=step_evaluations), 1
     parts.network.model.load_state_dict(state["model"])
     parts.step.optimizer.load_state_dict(state["optimizer"])
-    history = History(state["history"])
-    # model_best.pt is written after the checkpoint of its epoch: a kill between the two leaves
-    # the checkpoint's weights as the only copy of the best ones.
-    if history.best_epoch == state["epoch"]:
-        checkpoint.save_atomic(parts.network.model.state_dict(), out_dir / BEST_MODEL)
-    elif not (out_dir / BEST_MODEL).exists():
-        raise CheckpointError(
-            f"{out_dir / BEST_MODEL}: missing, and {CHECKPOINT} needs it; delete "
-            f"{out_dir / CHECKPOINT} to start the run afresh"
-        )
+    history = History(state["history"], step_evaluations=step_evaluations)
+    _settle_best_weights(out_dir, history, state["epoch"], parts.network.model)
     progress.note(f"resuming from {out_dir / CHECKPOINT} after epoch {state['epoch']}")
     return history, state["epoch"] + 1
 
 
-def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> EpochResult:
+def _settle_best_weights(out_dir: Path, history: History, epoch: int, model) -> None:
+    """model_best.pt as the checkpoint of `epoch` names it. It is written after that checkpoint:
+    a kill between the two leaves the best weights in the checkpoint (the best at an epoch's
+    end) or in the pending file of the best evaluation (inside the epoch)."""
+    _promote_pending_best(out_dir, history.best_step)
+    if history.best_epoch == epoch and not history.step_evaluations:
+        checkpoint.save_atomic(model.state_dict(), out_dir / BEST_MODEL)
+    if history.best_epoch > 0 and not (out_dir / BEST_MODEL).exists():
+        raise CheckpointError(
+            f"{out_dir / BEST_MODEL}: missing, and {CHECKPOINT} needs it; delete "
+            f"{out_dir / CHECKPOINT} to start the run afresh"
+        )
+
+
+def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress,
+                 evaluate=None) -> EpochResult:
     steps = parts.data.steps_per_epoch
     with out_of_memory(spec, "training", f"batch_size {spec.train['batch_size']}"):
         return train_epoch(
@@ -233,6 +295,8 @@ def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress) -> Epoc
             total_steps=steps,
             stop_flag=stop_flag or (lambda: False),
             progress=progress,
+            evaluate_every=spec.train["eval_every_steps"],
+            evaluate=evaluate,
         )
 
 
@@ -261,22 +325,31 @@ def _diverged(spec, epoch: int, progress) -> None:
     progress.note(f"diverged in epoch {epoch}: loss is not finite; stopping")
 
 
-def _epoch_row(epoch: int, result: EpochResult, parts: RunParts, train_time: float) -> dict:
-    """The epoch's values of runlog.EPOCH_SERIES but epoch_time: training, then evaluation."""
-    net, batch = parts.network.model, parts.eval_batch_size
-    val = evaluate(net, parts.data, "val", batch)
-    test = evaluate(net, parts.data, "test", batch)
-    subset = evaluate(net, parts.data, TRAIN_SUBSET, batch)
+def _evaluate_splits(spec: RunSpec, parts: RunParts):
+    """(val, test, train subset) Evaluations of the model as it stands."""
+    net, batch, precision = parts.network.model, parts.eval_batch_size, spec.train["precision"]
+    return tuple(
+        evaluate(net, parts.data, split, batch, precision=precision)
+        for split in ("val", "test", TRAIN_SUBSET)
+    )
+
+
+def _epoch_row(spec: RunSpec, epoch: int, result: EpochResult, parts: RunParts,
+               history: History, train_time: float) -> dict:
+    """The epoch's values of runlog.EPOCH_SERIES but epoch_time: training, then evaluation (the
+    evaluation after the epoch's last step where eval_every_steps made one)."""
+    at_end = history.evaluation_at(epoch * parts.data.steps_per_epoch)
+    if at_end is None:
+        val, test, subset = _evaluate_splits(spec, parts)
+        at_end = {"val_loss": val.loss, "val_acc": val.acc, "test_loss": test.loss,
+                  "test_acc": test.acc, "train_subset_acc": subset.acc}
     return {
         "epoch": epoch,
         "train_loss": result.loss,
         "train_acc": result.acc,
-        "val_loss": val.loss,
-        "val_acc": val.acc,
-        "test_loss": test.loss,
-        "test_acc": test.acc,
-        "train_subset_acc": subset.acc,
+        **{key: at_end[key] for key in
+           ("val_loss", "val_acc", "test_loss", "test_acc", "train_subset_acc")},
         "lr": result.lr,
         "train_time": train_time,
-        "images_per_s": parts.data.size("train") / train_time,
+        "images_per_s": parts.data.images_per_epoch / train_time,
     }

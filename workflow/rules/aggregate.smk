@@ -87,6 +87,33 @@ rule comparisons:
         " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
+rule claims:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("claims", "csv"),
+        md=LAYOUT.table("claims", "md"),
+        html=report(
+            LAYOUT.table("claims", "html"),
+            caption="../report/claims.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "claims.log"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        claims=claims_json(),
+        same_as=repeated_runs(),
+        labels=run_labels(),
+    shell:
+        "imgzoo claims --claims {params.claims:q} --out-dir {params.out_dir:q}"
+        " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
+
+
+# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
 # The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html:
 # the headline in words, each dataset's accuracy figure (embedded) and links to what the
 # workflow makes.

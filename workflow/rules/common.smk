@@ -134,6 +134,10 @@ def comparisons_json():
     return json.dumps(STUDY.comparisons)
 
 
+def claims_json():
+    return json.dumps(STUDY.claims, sort_keys=True)
+
+
 def all_outputs():
     datasets = sorted({run.dataset for run in STUDY.runs})
     return [
@@ -142,6 +146,7 @@ def all_outputs():
         LAYOUT.table("headline", "rst"),
         *([LAYOUT.table("reproduction")] if STUDY.published() else []),
         *([LAYOUT.table("comparisons")] if STUDY.comparisons else []),
+        *([LAYOUT.table("claims")] if STUDY.claims else []),
         *accuracy_plots(),
         *[LAYOUT.curves(d) for d in datasets],
         *weight_grids(),

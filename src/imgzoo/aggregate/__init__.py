@@ -8,6 +8,8 @@
 - `reproduction.write_reproduction(log_paths, published, out_dir, ...)`: published
   numbers against ours
 - `comparisons.write_comparisons(log_paths, pairs, out_dir, ...)`: paired A − B over seeds
+- `claims.write_claims(log_paths, claims, out_dir, ...)`: a write-up's conclusions, each
+  supported, contradicted or not distinguishable by paired A − B over seeds
 - `headline.write_headline(log_paths, published, out_dir, ..., front_page=None)`: per dataset
   the best experiment and the reproduction verdicts, in words and as a table; headline.rst is the
   body of the report's front page (with the accuracy figures and links of `front_page`)

@@ -2,7 +2,10 @@
 
 Model selection: a run's headline number, `test_acc_at_best_val`, is the test accuracy at the epoch
 of best *validation* accuracy (ties: the earliest such epoch). The test set never picks the epoch;
-`final_test_acc` (last epoch) is shown beside it.
+`final_test_acc` (last epoch) is shown beside it. A run that evaluated every N steps
+(`train.eval_every_steps`: the run log's `evaluations`) is chosen among those evaluations
+instead: `best_epoch` is then the epoch of the best evaluation, and `best_val_acc` the best
+evaluation's. The final accuracies are the last epoch's either way.
 
 Units: the CSVs keep accuracies as fractions in [0, 1], as in the run log, and every number
 unrounded; Markdown and HTML show accuracies in percent with 2 decimals, parameter counts and
@@ -64,6 +67,9 @@ RUN_COLUMNS = (
     "diverged_epoch",
     "same_run_as",
 )
+# In the runs frame, not in the runs table: what the summary (epochs_planned) and the
+# reproduction table (a run's step evaluations and its best test accuracy) need.
+EXTRA_RUN_COLUMNS = ("epochs_planned", "eval_every_steps", "n_evaluations", "best_test_acc")
 SUMMARY_KEYS = (
     "dataset",
     "sweep",
@@ -113,15 +119,32 @@ def _last(values: np.ndarray) -> float:
     return float(finite[-1]) if finite.size else np.nan
 
 
+def selection(log) -> dict:
+    """Where the run's model is chosen: `best_epoch`, `best_val_acc`, `test_acc_at_best_val`,
+    and `best_test_acc` (the best test accuracy there: the test set choosing, as some sources
+    did), over its step evaluations where it has them, else over its epochs."""
+    points = log.evaluations if len(log.evaluations.get("step", ())) else log.epochs
+    epoch = np.asarray(points["epoch"])
+    val, test = _finite(points["val_acc"]), _finite(points["test_acc"])
+    chosen = {"best_epoch": None, "best_val_acc": np.nan, "test_acc_at_best_val": np.nan,
+              "best_test_acc": float(np.nanmax(test)) if np.isfinite(test).any() else np.nan}
+    if np.isfinite(val).any():
+        best = int(np.nanargmax(val))  # first maximum: ties go to the earliest
+        chosen.update(best_epoch=int(epoch[best]), best_val_acc=float(val[best]),
+                      test_acc_at_best_val=float(test[best]))
+    return chosen
+
+
+def _eval_every_steps(log) -> int:
+    """The run's `train.eval_every_steps` (0: once per epoch only)."""
+    return int(log.spec.get("settings", {}).get("train", {}).get("eval_every_steps") or 0)
+
+
 def run_row(log) -> dict:
     """One run's row of the runs table; the sweep plot uses the same numbers."""
     attrs, series = log.attrs, log.epochs
-    epoch = np.asarray(series["epoch"])
     val, test = _finite(series["val_acc"]), _finite(series["test_acc"])
-    best_epoch, best_val, at_best = None, np.nan, np.nan
-    if np.isfinite(val).any():
-        best = int(np.nanargmax(val))  # first maximum: ties go to the earliest epoch
-        best_epoch, best_val, at_best = int(epoch[best]), float(val[best]), float(test[best])
+    chosen = selection(log)
     times, speeds = _finite(series["train_time"]), _finite(series["images_per_s"])
     sweep = sweep_of(log)
     diverged_epoch = int(attrs.get("diverged_epoch", -1))
@@ -135,10 +158,10 @@ def run_row(log) -> dict:
         "params": int(attrs["num_params"]),
         "epochs_completed": int(attrs["epochs_completed"]),
         "epochs_planned": int(attrs["epochs_planned"]),
-        "best_epoch": best_epoch,
-        "test_acc_at_best_val": at_best,
+        "best_epoch": chosen["best_epoch"],
+        "test_acc_at_best_val": chosen["test_acc_at_best_val"],
         "final_test_acc": _last(test),
-        "best_val_acc": best_val,
+        "best_val_acc": chosen["best_val_acc"],
         "final_val_acc": _last(val),
         "train_subset_acc": _last(_finite(series["train_subset_acc"])),
         "train_time_s": float(np.nansum(times)) if np.isfinite(times).any() else np.nan,
@@ -147,18 +170,23 @@ def run_row(log) -> dict:
         "diverged_epoch": diverged_epoch if diverged_epoch >= 0 else None,
         # a run with the same settings as another was not trained again: whose numbers these are
         "same_run_as": str(attrs.get("same_run_as", "")),
+        # not shown in the runs table: for the reproduction table's like-with-like numbers
+        "eval_every_steps": _eval_every_steps(log),
+        "n_evaluations": len(log.evaluations.get("step", ())),
+        "best_test_acc": chosen["best_test_acc"],
     }
 
 
 def runs_frame(logs) -> pd.DataFrame:
-    """All runs' rows (with `epochs_planned`, which only the summary shows), in table order."""
+    """All runs' rows (with EXTRA_RUN_COLUMNS, which the runs table does not show), in table
+    order."""
     rows = [run_row(log) for log in logs]
     first_seen: dict[str, int] = {}  # experiment or "sweep:<name>" -> first position in logs
     for i, row in enumerate(rows):
         first_seen.setdefault(row["experiment"], i)
         if row["sweep"]:
             first_seen.setdefault("sweep:" + row["sweep"], i)
-    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, "epochs_planned"])
+    frame = pd.DataFrame(rows, columns=[*RUN_COLUMNS, *EXTRA_RUN_COLUMNS])
     frame["_group"] = [
         first_seen["sweep:" + r["sweep"]] if r["sweep"] else first_seen[r["experiment"]]
         for r in rows

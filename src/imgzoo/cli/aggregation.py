@@ -1,5 +1,5 @@
 """The aggregation commands, run logs in, tables and figures out: `tables`, `reproduction`,
-`compare`, `headline`, `accuracy-plot`, `curves`, `weights`, `sweep-plot`."""
+`compare`, `claims`, `headline`, `accuracy-plot`, `curves`, `weights`, `sweep-plot`."""
 
 from __future__ import annotations
 
@@ -43,6 +43,14 @@ def cmd_compare(args) -> int:
 
     logs, pairs = [Path(p) for p in args.logs], json.loads(args.pairs)
     write_comparisons(logs, pairs, args.out_dir, same_as=args.same_as, labels=args.labels)
+    return 0
+
+
+def cmd_claims(args) -> int:
+    from imgzoo.aggregate.claims import write_claims
+
+    logs, claims = [Path(p) for p in args.logs], json.loads(args.claims)
+    write_claims(logs, claims, args.out_dir, same_as=args.same_as, labels=args.labels)
     return 0
 
 
@@ -164,6 +172,16 @@ def register(sub) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_compare)
+
+    p = with_names(sub.add_parser("claims", help="a write-up's claims tested over seeds"))
+    p.add_argument(
+        "--claims",
+        required=True,
+        help="claims as JSON: [{claim, source, pairs: [[A, B], ...], expect, metric, margin}]",
+    )
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_claims)
 
     p = with_names(sub.add_parser("headline", help="the best experiment, the verdicts"))
     p.add_argument("--published", required=True, help=published)

@@ -30,6 +30,7 @@ class Resolved:
     config: dict  # validated, defaults filled
     experiments: dict[str, dict]  # sweeps expanded; a sweep point's `sweep` names its sweep
     comparisons: list[tuple[str, str]]  # the `compare:` pairs (A, B), each once
+    claims: list[dict]  # the `compare.claims`, each with its `name` and pairs as tuples
 
 
 def resolve(config: dict) -> Resolved:
@@ -43,9 +44,19 @@ def resolve(config: dict) -> Resolved:
         for point_name, exp in _sweep_points(name, sweep, config, train_keys):
             _add_experiment(experiments, point_name, exp, config, train_keys, f"sweeps.{name}")
     _check_datasets(config, experiments)
+    for name, exp in experiments.items():
+        for dataset in datasets_of(config, exp):
+            per_dataset = exp.get("per_dataset", {}).get(dataset, {})
+            train = {**config["train"], **train_keys_of(exp), **train_keys_of(per_dataset)}
+            check_train_together(f"experiments.{name}", dataset, train)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError("config 'seeds': a seed is listed twice")
-    return Resolved(config, experiments, _comparisons(config["compare"], experiments, config))
+    return Resolved(
+        config,
+        experiments,
+        _comparisons(config["compare"], experiments, config),
+        _claims(config["compare"]["claims"], experiments, config),
+    )
 
 
 def check_resources(where: str, resources: dict) -> None:
@@ -90,6 +101,21 @@ def check_needs(where: str, model: str, model_args: dict) -> None:
     missing = catalog.missing_needs(model, model_args)
     if missing:
         raise ConfigError(f"config '{where}.model_args': model '{model}' needs {missing[0]}")
+
+
+def check_train_together(where: str, dataset: str, train: dict) -> None:
+    """What the schema cannot see: training keys that only make sense together."""
+    if train["schedule_lag_epochs"] and train["schedule_step"] != "epoch":
+        raise ConfigError(
+            f"config '{where}' on {dataset}: schedule_lag_epochs "
+            f"{train['schedule_lag_epochs']} needs schedule_step: epoch (the lag is in epochs)"
+        )
+    stats = train["input_stats"]
+    if isinstance(stats, dict) and len(stats["mean"]) != len(stats["std"]):
+        raise ConfigError(
+            f"config '{where}' on {dataset}: input_stats has {len(stats['mean'])} means and "
+            f"{len(stats['std'])} stds; give one of each per channel"
+        )
 
 
 def train_keys_of(mapping: dict) -> dict:
@@ -256,3 +282,33 @@ def _comparisons(compare: dict, experiments: dict[str, dict], config: dict):
         pairs += [(name, baseline) for name in experiments
                   if name != baseline and shared(name, baseline)]
     return list(dict.fromkeys(pairs))
+
+
+def _claims(claims: dict, experiments: dict[str, dict], config: dict) -> list[dict]:
+    """The `compare.claims`, checked: every experiment exists, every pair shares a dataset the
+    claim speaks of, every dataset it names is one some pair ran on."""
+    resolved = []
+    for name, claim in claims.items():
+        where = f"compare.claims.{name}"
+        pairs = []
+        for i, (a, b) in enumerate(claim["pairs"]):
+            here = f"{where}.pairs.{i}"
+            for experiment in (a, b):
+                if experiment not in experiments:
+                    err = unknown_name("experiment", experiment, experiments)
+                    raise ConfigError(f"config '{here}': {err}")
+            if a == b:
+                raise ConfigError(f"config '{here}': compares '{a}' with itself")
+            shared = set(datasets_of(config, experiments[a])) & set(
+                datasets_of(config, experiments[b])
+            )
+            if not shared & set(claim.get("datasets", shared)):
+                raise ConfigError(f"config '{here}': '{a}' and '{b}' share no dataset the claim "
+                                  "speaks of")
+            pairs.append((a, b, shared))
+        for dataset in claim.get("datasets", []):
+            if not any(dataset in shared for _, _, shared in pairs):
+                raise ConfigError(f"config '{where}.datasets': no pair of the claim runs on "
+                                  f"dataset '{dataset}'")
+        resolved.append({**claim, "name": name, "pairs": [(a, b) for a, b, _ in pairs]})
+    return resolved

@@ -39,6 +39,7 @@ class Study:
         self.config = resolved.config
         self.experiments = resolved.experiments
         self.comparisons = resolved.comparisons
+        self.claims = resolved.claims  # the write-up's conclusions to test (compare.claims)
         self.name = self.config["name"]
         self.layout = Layout(self.name)
         self.sweeps = self.config["sweeps"]

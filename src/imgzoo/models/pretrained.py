@@ -9,7 +9,9 @@ classifier is new, with num_classes outputs.
 
 The model takes pixels in [0, 1] (input_normalization = "raw"), resizes the batch to the
 architecture's input size and normalises with the mean/std the weights were trained with:
-pretrained features expect those statistics, not the dataset's.
+pretrained features expect those statistics, not the dataset's. `standardise_with` replaces
+them by given constants (`train.input_stats`; study 3's scripts fed CIFAR-10's to every
+pretrained model).
 """
 
 import sys
@@ -43,6 +45,17 @@ class Pretrained(nn.Module):
         std = torch.tensor(cfg.get("std", (0.5,) * channels), dtype=torch.float32)
         self.register_buffer("mean", mean.view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", std.view(1, -1, 1, 1), persistent=False)
+
+    def standardise_with(self, mean, std) -> None:
+        """Standardise with these per-channel constants instead of the weights' own."""
+        if len(mean) != self.backbone_chans or len(std) != self.backbone_chans:
+            raise ConfigError(
+                f"{_who(self.backbone.pretrained_cfg.get('architecture', '?'))}: input_stats "
+                f"has {len(mean)} means and {len(std)} stds; the architecture takes "
+                f"{self.backbone_chans} channels"
+            )
+        self.mean.copy_(torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.std.copy_(torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.gray_to_rgb:

@@ -1,4 +1,5 @@
-"""Where a run computes: the device, its numeric settings, and bf16 autocast on the GPU."""
+"""Where a run computes: the device, its numeric settings, and its precision (`train.precision`:
+bf16 autocast, or float32 throughout)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ def configure(
     threads: int | None = None,
     deterministic: bool = True,
     memory_fraction: float | None = None,
+    precision: str = "auto",
 ) -> None:
     """The CPU threads, whether kernels are deterministic (`train.deterministic`), and the share
     of the GPU's memory this process may allocate (`resources.gpu_mem_fraction`; None: all).
@@ -47,8 +49,9 @@ def configure(
     by timing), and on the GPU scaled-dot-product attention on the math kernel only: the fused
     flash and memory-efficient kernels' backward passes accumulate in a varying order, and
     torch's deterministic mode only warns about them. Otherwise cuDNN autotunes and attention
-    takes the fastest kernel. TF32 matmuls are allowed either way (deterministic, and how bf16
-    autocast leaves fp32 matmuls)."""
+    takes the fastest kernel. TF32 convolutions are allowed either way (deterministic, and
+    PyTorch's default); TF32 matmuls too, but for `precision: fp32`, which keeps PyTorch's
+    default of full float32 matmuls, as a script without autocast trains."""
     # cuBLAS needs this workspace setting to be deterministic; it must be set before CUDA starts.
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     # warn_only: some kernels (adaptive pooling's backward, say) are flagged although their
@@ -58,7 +61,7 @@ def configure(
         torch.set_num_threads(threads)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cuda.matmul.allow_tf32 = autocast_dtype(precision, device) is not None
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cuda.enable_flash_sdp(not deterministic)
         torch.backends.cuda.enable_mem_efficient_sdp(not deterministic)
@@ -70,9 +73,20 @@ def configure(
             torch.cuda.set_per_process_memory_fraction(float(memory_fraction))
 
 
-def autocast(device: torch.device):
-    # bf16 only on the GPU: on CPUs without native bf16 it is about 20x slower.
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The dtype autocast computes in for `train.precision` on `device`; None: float32.
+
+    `auto` is bf16 on a GPU only: on CPUs without native bf16 it is about 20x slower.
+    """
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, precision: str = "auto"):
+    """The context a forward pass runs in: bf16 autocast, or nothing (float32)."""
+    dtype = autocast_dtype(precision, device)
+    return torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
 
 
 def synchronize(device: torch.device) -> None:

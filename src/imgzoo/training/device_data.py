@@ -17,6 +17,7 @@ import torch
 
 from imgzoo import augment
 from imgzoo.data.store import SPLITS
+from imgzoo.errors import ConfigError
 
 # A fixed, class-balanced subset of `train`, evaluated without augmentation every epoch.
 TRAIN_SUBSET = "train_subset"
@@ -35,16 +36,42 @@ def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(value)
 
 
-def steps_per_epoch(n: int, batch_size: int) -> int:
-    # A last batch of one image would break BatchNorm: fold it into the one before.
+def steps_per_epoch(n: int, batch_size: int, drop_last: bool = False) -> int:
+    """Training steps of an epoch of `n` images: the full batches, then the partial last one
+    unless `drop_last` (torch's DataLoader skips it so). A last batch of one image would break
+    BatchNorm: it is folded into the one before."""
     full, rest = divmod(n, batch_size)
+    if drop_last:
+        if full == 0:
+            raise ConfigError(
+                f"drop_last with batch_size {batch_size} skips every one of the {n} training "
+                "images: lower batch_size or set drop_last: false"
+            )
+        return full
     return max(1, full + (1 if rest > 1 else 0))
+
+
+def standardisation(input_stats: dict | str, prepared) -> tuple[list, list]:
+    """(mean, std) per channel: `input_stats` ({mean, std}) or, for "auto", the prepared
+    dataset's own. ConfigError unless there is one value per channel."""
+    if input_stats == "auto":
+        return list(prepared.mean), list(prepared.std)
+    mean, std = list(input_stats["mean"]), list(input_stats["std"])
+    channels = len(prepared.mean)
+    if len(mean) != channels or len(std) != channels:
+        raise ConfigError(
+            f"input_stats: {len(mean)} means and {len(std)} stds for a dataset of {channels} "
+            f"channels; give one of each per channel"
+        )
+    return mean, std
 
 
 class DeviceData:
     """The splits of a prepared dataset on `device`, and the batches a run trains and evaluates on.
 
-    `normalize` and `channels_last` say how the model wants its input (`network.Network`).
+    `normalize` and `channels_last` say how the model wants its input (`network.Network`);
+    `input_stats`: the mean and std it is standardised with (`train.input_stats`: "auto" for the
+    dataset's own). `drop_last`: each epoch skips its last, partial batch.
     """
 
     def __init__(
@@ -59,6 +86,8 @@ class DeviceData:
         normalize: bool = True,
         channels_last: bool = False,
         crop_padding: int | str = "auto",
+        drop_last: bool = False,
+        input_stats: dict | str = "auto",
     ):
         self.device = device
         self.image_size = prepared.image_size
@@ -76,13 +105,22 @@ class DeviceData:
         n_subset = min(train_subset_size, len(self.y["train"]))
         self.x[TRAIN_SUBSET] = self.x["train"][:n_subset]
         self.y[TRAIN_SUBSET] = self.y["train"][:n_subset]
-        self.mean = torch.tensor(prepared.mean, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(prepared.std, device=device).view(1, -1, 1, 1)
+        mean, std = standardisation(input_stats, prepared)
+        self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         self.augment = augment.build(augmentation, prepared.image_size, crop_padding=crop_padding)
-        self.steps_per_epoch = steps_per_epoch(len(self.y["train"]), batch_size)
+        self.drop_last = drop_last
+        self.steps_per_epoch = steps_per_epoch(len(self.y["train"]), batch_size, drop_last)
 
     def size(self, split: str) -> int:
         return len(self.y[split])
+
+    @property
+    def images_per_epoch(self) -> int:
+        """The training images an epoch trains on (fewer than the split's with drop_last)."""
+        if self.drop_last:
+            return self.steps_per_epoch * self.batch_size
+        return self.size("train")
 
     def inputs(self, images: torch.Tensor, generator: torch.Generator | None = None):
         """uint8 images -> the float batch the model takes; augmented when given a generator."""
@@ -109,7 +147,8 @@ class DeviceData:
         order = torch.randperm(self.size("train"), device=self.device, generator=generator)
         bs, last = self.batch_size, self.steps_per_epoch - 1
         for i in range(self.steps_per_epoch):
-            index = order[i * bs : (i + 1) * bs] if i < last else order[i * bs :]
+            whole = i < last or self.drop_last  # the last step takes the rest, unless dropped
+            index = order[i * bs : (i + 1) * bs] if whole else order[i * bs :]
             yield self.train_batch(index, generator)
 
     def eval_batches(self, split: str, batch_size: int):

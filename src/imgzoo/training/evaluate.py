@@ -39,8 +39,10 @@ def evaluate(
     batch_size: int,
     *,
     predictions: bool = False,
+    precision: str = "auto",
 ) -> Evaluation:
-    """`net` in eval mode on every image of `split`, without augmentation."""
+    """`net` in eval mode on every image of `split`, without augmentation, in the run's
+    `precision` (`train.precision`)."""
     net.eval()
     # Sums stay on the device until the end: no GPU sync per batch. float64, as the Python
     # float they replace, so the sums are the same to the bit.
@@ -48,7 +50,7 @@ def evaluate(
     correct = torch.zeros((), dtype=torch.long, device=data.device)
     preds = []
     for x, y in data.eval_batches(split, batch_size):
-        with autocast(data.device):
+        with autocast(data.device, precision):
             logits = net(x)
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum").double()
         pred = logits.argmax(1)

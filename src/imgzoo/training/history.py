@@ -17,17 +17,27 @@ from imgzoo.spec import RunSpec
 
 
 class History:
-    """Plain Python values only, so that it travels in a checkpoint loaded with weights_only."""
+    """Plain Python values only, so that it travels in a checkpoint loaded with weights_only.
 
-    def __init__(self, state: dict | None = None):
+    `step_evaluations` (`train.eval_every_steps` set): the best-validation model is chosen among
+    the evaluations every N steps (`add_evaluation`), not at the ends of epochs.
+    """
+
+    def __init__(self, state: dict | None = None, *, step_evaluations: bool = False):
         state = state or {}
+        self.step_evaluations = step_evaluations
         self.epochs: dict[str, list] = state.get("epochs") or {k: [] for k in runlog.EPOCH_SERIES}
+        self.evaluations: dict[str, list] = state.get("evaluations") or {
+            k: [] for k in runlog.EVALUATION_SERIES
+        }
         self.steps: dict[str, list] = state.get("steps") or {"loss": [], "lr": []}
         self.started: str = state.get("started") or runlog.now()  # of the first attempt
         self.slurm_job_ids: list[str] = state.get("slurm_job_ids", [])
-        # The epoch of the best validation accuracy so far (ties: the earliest, as the tables
-        # select), whose weights are model_best.pt; -1 before any epoch has completed.
+        # The epoch (and with step evaluations the step) of the best validation accuracy so far
+        # (ties: the earliest, as the tables select), whose weights are model_best.pt; -1 before
+        # any epoch (evaluation) has completed.
         self.best_epoch: int = state.get("best_epoch", -1)
+        self.best_step: int = state.get("best_step", -1)
         self.best_val_acc: float = state.get("best_val_acc", -np.inf)
         # Seconds the earlier attempts ran, and when this one began (time.monotonic).
         self._earlier_wall_time_s: float = state.get("wall_time_s", 0.0)
@@ -36,10 +46,12 @@ class History:
     def state(self) -> dict:
         return {
             "epochs": self.epochs,
+            "evaluations": self.evaluations,
             "steps": self.steps,
             "started": self.started,
             "slurm_job_ids": self.slurm_job_ids,
             "best_epoch": self.best_epoch,
+            "best_step": self.best_step,
             "best_val_acc": self.best_val_acc,
             "wall_time_s": self.wall_time_s,
         }
@@ -58,15 +70,33 @@ class History:
 
     def add_epoch(self, row: dict, step_losses, step_lrs) -> bool:
         """Record one epoch (`row` holds every name of runlog.EPOCH_SERIES); True when its
-        validation accuracy is the best so far."""
+        validation accuracy is the best so far (never with step evaluations: they choose)."""
         for key in runlog.EPOCH_SERIES:
             self.epochs[key].append(row[key])
         self.steps["loss"].extend(np.asarray(step_losses).tolist())
         self.steps["lr"].extend(np.asarray(step_lrs).tolist())
-        if row["val_acc"] > self.best_val_acc:
+        if not self.step_evaluations and row["val_acc"] > self.best_val_acc:
             self.best_epoch, self.best_val_acc = row["epoch"], row["val_acc"]
             return True
         return False
+
+    def add_evaluation(self, row: dict) -> bool:
+        """Record an evaluation after a step (`row` holds every name of
+        runlog.EVALUATION_SERIES); True when its validation accuracy is the best so far."""
+        for key in runlog.EVALUATION_SERIES:
+            self.evaluations[key].append(row[key])
+        if row["val_acc"] > self.best_val_acc:
+            self.best_epoch, self.best_val_acc = row["epoch"], row["val_acc"]
+            self.best_step = row["step"]
+            return True
+        return False
+
+    def evaluation_at(self, step: int) -> dict | None:
+        """The evaluation made after step `step`, if any."""
+        steps = self.evaluations["step"]
+        if not steps or steps[-1] != step:
+            return None
+        return {key: values[-1] for key, values in self.evaluations.items()}
 
     @property
     def epochs_completed(self) -> int:
@@ -81,6 +111,7 @@ class History:
             status=status,
             epochs_completed=self.epochs_completed,
             best_epoch=self.best_epoch,
+            best_step=self.best_step,
             started=self.started,
             ended=ended,
             diverged_epoch=diverged_epoch,
@@ -107,6 +138,10 @@ def run_log(
     return runlog.RunLog(
         attrs={**attrs, **provenance(device)},
         epochs={k: np.asarray(v) for k, v in history.epochs.items()},
+        evaluations=(
+            {k: np.asarray(v) for k, v in history.evaluations.items()}
+            if history.step_evaluations else {}
+        ),
         confusion=confusion,
         class_names=list(class_names),
         first_layer=first_layer[0] if first_layer else None,

@@ -41,17 +41,34 @@ def build_optimizer(
 
 class LrSchedule:
     """The learning rate of every step: linear warm-up, then constant, cosine or linear decay
-    to `min_lr` at the run's last step."""
+    to `min_lr` after the run's last step.
+
+    The warm-up's W steps start at `warmup_start_lr` and rise linearly to `lr` at step W
+    (DeepSpeed's WarmupLR); without a start, step k is at lr x (k + 1) / W. With
+    `schedule_step: epoch` the rate changes once per epoch: epoch e (from 0) trains at the
+    per-step schedule's value at the first step of epoch `position(e)`, which lags e by
+    `schedule_lag_epochs` (see `epoch_position`).
+    """
 
     def __init__(self, cfg: dict, steps_per_epoch: int):
         self.cfg = cfg
+        self.steps_per_epoch = steps_per_epoch
         self.warmup = round(cfg["warmup_epochs"] * steps_per_epoch)
         self.total = steps_per_epoch * cfg["epochs"]
 
     def __call__(self, step: int) -> float:
+        if self.cfg["schedule_step"] == "epoch":
+            epoch = step // self.steps_per_epoch
+            step = epoch_position(epoch, self.cfg["schedule_lag_epochs"]) * self.steps_per_epoch
+        return self.per_step(step)
+
+    def per_step(self, step: int) -> float:
         cfg = self.cfg
         if step < self.warmup:
-            return cfg["lr"] * (step + 1) / self.warmup
+            start = cfg["warmup_start_lr"]
+            if start is None:
+                return cfg["lr"] * (step + 1) / self.warmup
+            return start + (cfg["lr"] - start) * step / self.warmup
         if cfg["schedule"] == "constant":
             return cfg["lr"]
         progress = (step - self.warmup) / max(1, self.total - self.warmup)
@@ -60,6 +77,19 @@ class LrSchedule:
         else:  # linear decay to min_lr
             factor = 1 - progress
         return cfg["min_lr"] + (cfg["lr"] - cfg["min_lr"]) * factor
+
+
+def epoch_position(epoch: int, lag: int) -> int:
+    """The schedule position (in epochs) at which epoch `epoch` (from 0) trains when the
+    scheduler is stepped once per epoch, `lag` epochs late.
+
+    Lag 0 is `scheduler.step()` after every epoch. Study 3 called `scheduler.step(epoch - 1)`
+    after epoch `epoch`, so the next epoch trained at position epoch - 1: a lag of 2. The first
+    epoch trains where the scheduler starts, at position 0; torch's closed form of the cosine at
+    the position -1 that the second epoch then gets equals the one at +1 (the cosine is even),
+    so a negative position counts as its mirror.
+    """
+    return 0 if epoch == 0 else abs(epoch - lag)
 
 
 def loss_of(out, y: torch.Tensor, label_smoothing: float = 0.0):
@@ -84,6 +114,7 @@ class TrainStep:
         self.device = device
         self.optimizer = build_optimizer(network.model, cfg, fused=device.type == "cuda")
         self.schedule = LrSchedule(cfg, steps_per_epoch)
+        self.precision = cfg["precision"]
         self.label_smoothing = cfg["label_smoothing"]
         self.grad_clip = cfg["grad_clip"]
 
@@ -96,7 +127,7 @@ class TrainStep:
         lr = self.schedule(index)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        with autocast(self.device):
+        with autocast(self.device, self.precision):
             logits, loss = loss_of(self.network.net(x), y, self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -123,10 +154,14 @@ def train_epoch(
     total_steps: int,
     stop_flag: Callable[[], bool] = lambda: False,
     progress=None,
+    evaluate_every: int | None = None,
+    evaluate: Callable[[int], None] | None = None,
 ) -> EpochResult:
     """Train on every batch of `batches`, whose steps are numbered from `first_step`; stops early
     (a non-finite loss in the result) when the loss stops being finite. Raises Preempted,
-    between two steps, when `stop_flag()` says so. `total_steps`: the epoch's, for `progress`."""
+    between two steps, when `stop_flag()` says so. `total_steps`: the epoch's, for `progress`.
+    `evaluate(n)` is called after the run's n-th step whenever n is a multiple of
+    `evaluate_every` (`train.eval_every_steps`)."""
     step.network.net.train()
     loss_sum = torch.zeros((), device=step.device)
     correct = torch.zeros((), device=step.device, dtype=torch.long)
@@ -142,6 +177,10 @@ def train_epoch(
         n += len(y)
         step_losses.append(loss)
         step_lrs.append(step.lr)
+        done = first_step + i + 1  # the run's steps so far
+        if evaluate_every and done % evaluate_every == 0:
+            evaluate(done)
+            step.network.net.train()  # evaluation left the model in eval mode
         if (progress is not None and progress.wants_update()) or i % 50 == 49:
             value = loss.item()
             if not math.isfinite(value):
