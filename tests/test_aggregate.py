@@ -404,9 +404,11 @@ def test_a_run_passed_twice_is_an_error(logs, tmp_path):
 def test_aggregation_never_imports_torch(logs, tmp_path):
     script = f"""
 import json, sys
-from imgzoo.aggregate import comparisons, curves, headline, reproduction, sweeps, tables, weights
+from imgzoo.aggregate import comparisons, curves, efficiency, headline, reproduction, sweeps
+from imgzoo.aggregate import tables, weights
 paths = json.loads(sys.argv[1])
 tables.write_tables(paths, {str(tmp_path)!r})
+efficiency.write_efficiency(paths, {str(tmp_path)!r})
 published = [dict(experiment="alpha", dataset="digits", value=60, measures="best_test")]
 reproduction.write_reproduction(paths, published, {str(tmp_path)!r})
 headline.write_headline(paths, published, {str(tmp_path)!r})

@@ -214,9 +214,9 @@ def test_snakemake_finds_the_executor_that_the_slurm_profile_names():
 
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     plugin = ExecutorPluginRegistry().get_plugin(profile["executor"])
-    (setting,) = plugin.get_settings_info()
-    assert setting["cliarg"] == "--imgzoo-status-interval" and setting["default"] == 10
-    assert profile["imgzoo-status-interval"] == setting["default"]
+    settings = {s["cliarg"]: s["default"] for s in plugin.get_settings_info()}
+    assert settings == {"--imgzoo-status-interval": 10, "--imgzoo-submit-wait": 60}
+    assert profile["imgzoo-status-interval"] == settings["--imgzoo-status-interval"]
     assert plugin.common_settings.non_local_exec
 
 

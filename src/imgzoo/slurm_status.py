@@ -18,6 +18,7 @@ Imports nothing heavy: it runs in Snakemake's process on the login node.
 
 from __future__ import annotations
 
+import getpass
 import re
 import shlex
 import subprocess
@@ -104,6 +105,23 @@ def squeue_states(job_ids: list[str]) -> dict[str, JobState] | None:
             if state:
                 states[job_id] = JobState(state)
     return {job_id: states.get(job_id, GONE) for job_id in job_ids}
+
+
+def queued_scripts(user: str | None = None) -> dict[str, str] | None:
+    """The batch script of every job of the user's that SLURM holds (pending or running):
+    {script path: job id}; None where squeue does not answer. A submission whose sbatch timed
+    out is found here by its script, which names one submission only (a job's name could be
+    another checkout's run of the same name)."""
+    user = user or getpass.getuser()
+    out = _run(["squeue", "-h", "-u", user, "-o", "%i|%o"])
+    if out is None or out.returncode != 0:
+        return None
+    scripts = {}
+    for line in out.stdout.splitlines():
+        job_id, _, script = line.strip().partition("|")
+        if script:
+            scripts[script] = job_id
+    return scripts
 
 
 @dataclass

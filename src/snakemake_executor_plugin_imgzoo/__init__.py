@@ -34,8 +34,9 @@ from snakemake_interface_executor_plugins.executors.base import SubmittedJobInfo
 from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-from imgzoo import slurm_resources, slurm_status, slurm_submit
+from imgzoo import slurm_limits, slurm_resources, slurm_status, slurm_submit
 from imgzoo.errors import ImgzooError
+from imgzoo.slurm_queue import SubmitQueue, Waiting
 from imgzoo.slurm_runs import pack_name
 from imgzoo.spec import RunId, RunSpec, Settings
 
@@ -43,6 +44,8 @@ TRAINING_RULE = "train"
 # Per status round, how long the failure messages of jobs killed from outside may wait for
 # slurmstepd's notice to reach their logs (all of them together).
 LOG_WAIT_S = 3.0
+# The longest wait between two tries of a submission SLURM answered "later".
+RETRY_CAP_S = 300.0
 
 
 @dataclass
@@ -52,6 +55,16 @@ class ExecutorSettings(ExecutorSettingsBase):
         metadata={
             "help": "Seconds between two status queries; each asks SLURM about every active "
             "training job at once (one sacct call, squeue where accounting does not answer).",
+            "env_var": False,
+            "required": False,
+        },
+    )
+    submit_wait: float = field(
+        default=60.0,
+        metadata={
+            "help": "Minutes a run may wait to be submitted while SLURM answers 'later' (a "
+            "busy controller, a submit limit that none of this workflow's jobs holds) and takes "
+            "no job, before it fails with sbatch's last answer.",
             "env_var": False,
             "required": False,
         },
@@ -77,8 +90,19 @@ class Executor(RemoteExecutor):
         interval = settings.status_interval if settings is not None else 10.0
         if interval <= 0:
             raise WorkflowError("--imgzoo-status-interval must be a positive number of seconds")
+        wait_min = settings.submit_wait if settings is not None else 60.0
+        if wait_min <= 0:
+            raise WorkflowError("--imgzoo-submit-wait must be a positive number of minutes")
         self.next_seconds_between_status_checks = interval
         self.status_query = slurm_status.StatusQuery()
+        # Runs waiting to be submitted, retried each status round: after a "later", first at
+        # the next round, then after twice as long each time, at most every RETRY_CAP_S.
+        self.queue = SubmitQueue(
+            base_s=interval, cap_s=max(interval, RETRY_CAP_S), give_up_s=60 * wait_min
+        )
+        self.submit_lock = threading.RLock()  # run_jobs and the status rounds both submit
+        self.limits: slurm_limits.SubmitLimits | None = None  # read at the first submission
+        self.caps_told: set[str] = set()
         # Every job submitted and not yet reported over, for cancel_jobs: Snakemake's own list
         # of active jobs is empty while a status round runs.
         self.in_flight: dict[int, SubmittedJobInfo] = {}
@@ -97,11 +121,20 @@ class Executor(RemoteExecutor):
     # ---- submitting -------------------------------------------------------------------------
 
     def run_jobs(self, jobs):
-        for group in self.submissions(jobs):
-            for job in group:
-                self.run_job_pre(job)
-            with ctrl_c_deferred():
-                self.submit(group)
+        """Submit the ready runs now where SLURM takes them; the others wait in `self.queue`
+        (SLURM said "later", or a submit cap is full), counted by Snakemake as submitted, and
+        are tried again in later status rounds: nothing here waits."""
+        with self.submit_lock:
+            for group in self.submissions(jobs):
+                for job in group:
+                    self.run_job_pre(job)
+                submission = self.prepared(group)
+                if submission is not None:
+                    self.queue.add(Waiting(submission, submission.name, self.caps(submission)))
+            self.submit_waiting()
+            for waiting in self.queue.waiting:
+                if waiting.item.infos is None:
+                    self.register_waiting(waiting)
 
     def run_job(self, job):
         self.run_jobs([job])
@@ -121,9 +154,9 @@ class Executor(RemoteExecutor):
             submissions += [group[i : i + size] for i in range(0, len(group), size)]
         return submissions
 
-    def submit(self, group: list) -> None:
-        """One SLURM job for the group's runs; a run that cannot go (no dataset, a bad option)
-        fails alone, and the others go without it."""
+    def prepared(self, group: list) -> "Submission | None":
+        """The group's runs, ready for one SLURM job; a run that cannot go (no dataset, a bad
+        option) fails alone, and the others go without it."""
         jobs, runs = [], []
         for job in group:
             try:
@@ -134,37 +167,156 @@ class Executor(RemoteExecutor):
                 jobs.append(job)
             except (ImgzooError, WorkflowError, OSError) as e:
                 self.fail_before_submission(job, str(e))
-        if not runs:
+        return Submission(jobs, runs) if runs else None
+
+    def caps(self, submission: "Submission") -> dict[str, int]:
+        """The submit caps the submission's job counts against, read from SLURM's accounting
+        at the first submission (none where it does not answer: Snakemake's --jobs then)."""
+        if self.limits is None:
+            self.limits = slurm_limits.read_limits() or slurm_limits.NO_LIMITS
+        caps = self.limits.of(submission.runs[0].run_spec.resources)
+        for cap, most in caps.items():
+            if cap not in self.caps_told:
+                self.caps_told.add(cap)
+                self.logger.info(
+                    f"SLURM lets this user queue at most {most} jobs ({cap}): runs beyond that "
+                    "wait here and go as jobs end"
+                )
+        return caps
+
+    def submit_waiting(self) -> None:
+        """One round of submissions: find the jobs of answers that may have queued them anyway
+        (one squeue for all), then submit in order what the caps and the backoff allow, up to
+        SLURM's first "later"."""
+        with self.submit_lock:
+            self.confirm_unconfirmed()
+            now = time.monotonic()
+            for waiting in self.queue.due(now):
+                if not self.try_submit(waiting, now):
+                    break
+
+    def confirm_unconfirmed(self) -> None:
+        """A submission whose sbatch timed out is adopted where its batch script is the command
+        of a job in the queue (no second job for it), else submitted again in turn. Where
+        squeue does not answer either, the next round asks again."""
+        unconfirmed = self.queue.unconfirmed()
+        if not unconfirmed:
             return
+        queued = slurm_status.queued_scripts()
+        if queued is None:  # squeue does not answer either: ask again next round
+            return
+        for waiting in unconfirmed:
+            leftovers, waiting.leftovers = waiting.leftovers, None
+            job_id = queued.get(str(leftovers.script))
+            if job_id is None:
+                leftovers.remove()
+                continue
+            self.queue.remove(waiting)
+            for job in waiting.item.jobs:
+                note(
+                    job,
+                    f"imgzoo: sbatch answered '{waiting.answer}', yet SLURM had queued job "
+                    f"{job_id}: kept, not submitted again",
+                )
+            self.submitted(waiting, slurm_submit.adopt(waiting.item.runs, leftovers, job_id))
+
+    def try_submit(self, waiting: Waiting, now: float) -> bool:
+        """Submit one waiting submission: True where SLURM took it or refused it for good (go
+        on with the next), False where it said "later"."""
+        submission = waiting.item
         try:
-            submitted = slurm_submit.submit(runs, max_requeues=max_requeues(jobs[0]))
+            with ctrl_c_deferred():
+                runs = slurm_submit.submit(
+                    submission.runs, max_requeues=max_requeues(submission.jobs[0])
+                )
+                self.queue.remove(waiting)
+                self.submitted(waiting, runs)
+        except slurm_submit.SubmitLater as later:
+            waiting.leftovers = later.leftovers
+            give_up = self.queue.later(waiting, later.answer, now)
+            told = (
+                f"sbatch said later (try {waiting.tries}, {later.answer.kind}): "
+                f"{later.answer.reason}; next try in {self.queue.delay_s:.0f} s"
+            )
+            for job in submission.jobs:
+                note(job, f"imgzoo: {told}")
+            self.logger.info(f"{submission.name}: {told}")
+            if waiting.leftovers is not None:
+                # At once, as submitit does after an answered sbatch: a job queued all the same
+                # may start in a moment, and its log folder must be there by then.
+                self.confirm_unconfirmed()
+            if give_up:
+                self.give_up(now)
+            return False
         except (ImgzooError, OSError) as e:
-            for job in jobs:
-                self.fail_before_submission(job, str(e))
-            return
+            self.queue.remove(waiting)
+            self.fail(submission, str(e))
+        return True
+
+    def submitted(self, waiting: Waiting, runs: list) -> None:
+        """SLURM holds the submission's job: its runs are watched from now on."""
+        submission, first = waiting.item, runs[0]
+        self.queue.taken(first.job_id, waiting.caps, len(runs), time.monotonic())
         grace = max(5.0, float(self.workflow.execution_settings.latency_wait))
-        for job, run in zip(jobs, submitted, strict=True):
+        infos = submission.infos or [SubmittedJobInfo(job) for job in submission.jobs]
+        for info, run in zip(infos, runs, strict=True):
             shared = f" in a pack of {len(runs)} runs" if len(runs) > 1 else ""
             note(
-                job,
+                info.job,
                 f"imgzoo: submitted SLURM job {run.job_id} ({run.name}){shared}; "
                 f"logs: {run.stderr}",
             )
-            info = SubmittedJobInfo(
-                job, external_jobid=run.job_id, aux={"watch": slurm_status.RunWatch(run, grace)}
-            )
-            with self.in_flight_lock:
-                self.in_flight[id(info)] = info
-            self.report_job_submission(info)
-        first = submitted[0]
+            info.external_jobid = run.job_id
+            info.aux = {"watch": slurm_status.RunWatch(run, grace)}
+            if submission.infos is None:
+                with self.in_flight_lock:
+                    self.in_flight[id(info)] = info
+                self.report_job_submission(info)
+        submission.infos = infos
         if len(runs) > 1:
-            name = pack_name([run.run_spec.id for run in runs])
             self.logger.info(
-                f"{name}: SLURM job {first.job_id}, {len(runs)} runs side by side "
+                f"{submission.name}: SLURM job {first.job_id}, {len(runs)} runs side by side "
                 f"(logs: {first.job_log}, and each run's own)"
             )
         else:
             self.logger.info(f"{first.name}: SLURM job {first.job_id} (logs: {first.stderr})")
+
+    def register_waiting(self, waiting: Waiting) -> None:
+        """Snakemake counts the runs of a waiting submission as submitted; their rule logs say
+        why they wait."""
+        submission = waiting.item
+        submission.infos = [SubmittedJobInfo(job, aux={}) for job in submission.jobs]
+        full = self.queue.full(waiting.caps)
+        why = f"{full}: it goes when one ends" if full else "SLURM said later a moment ago"
+        for info in submission.infos:
+            note(info.job, f"imgzoo: waiting to be submitted: {why}")
+            with self.in_flight_lock:
+                self.in_flight[id(info)] = info
+            self.report_job_submission(info)
+
+    def give_up(self, now: float) -> None:
+        """SLURM took no job for longer than --imgzoo-submit-wait: every waiting run fails (but
+        those whose job may be queued, which the next round looks for)."""
+        minutes = self.queue.waited_s(now) / 60
+        for waiting in list(self.queue.waiting):
+            if waiting.leftovers is not None:
+                continue
+            self.queue.remove(waiting)
+            last = f"; its last answer: {waiting.answer}" if waiting.answer else ""
+            self.fail(
+                waiting.item,
+                f"SLURM took no job for {minutes:.0f} min (--imgzoo-submit-wait), so "
+                f"{waiting.name} was not submitted{last}",
+            )
+
+    def fail(self, submission: "Submission", message: str) -> None:
+        if submission.infos is None:
+            for job in submission.jobs:
+                self.fail_before_submission(job, message)
+            return
+        for info in submission.infos:  # reported by the next status round
+            note(info.job, f"imgzoo: error: {message}")
+            info.aux["failed"] = message
 
     def fail_before_submission(self, job, message: str) -> None:
         note(job, f"imgzoo: error: {message}")
@@ -175,10 +327,20 @@ class Executor(RemoteExecutor):
     async def check_active_jobs(self, active_jobs):
         if not active_jobs:
             return
-        async with self.status_rate_limiter:
-            states = self.status_query.states([info.external_jobid for info in active_jobs])
+        in_slurm = [info for info in active_jobs if info.external_jobid]
+        with self.submit_lock:
+            ending = self.queue.ending()  # jobs whose runs are over: until SLURM lets them go
+        states = {}
+        if in_slurm or ending:
+            async with self.status_rate_limiter:
+                ids = [info.external_jobid for info in in_slurm] + ending
+                states = self.status_query.states(ids)
+        with self.submit_lock:
+            for job_id in ending:
+                if job_over(states.get(job_id)):
+                    self.queue.job_over(job_id)
         log_deadline = time.monotonic() + LOG_WAIT_S
-        for info in active_jobs:
+        for info in in_slurm:
             watch: slurm_status.RunWatch = info.aux["watch"]
             before = watch.state
             verdict = watch.judge(
@@ -191,6 +353,9 @@ class Executor(RemoteExecutor):
             if isinstance(verdict, slurm_status.Running):
                 yield info
                 continue
+            with self.submit_lock:
+                job_id = info.external_jobid
+                self.queue.run_over(job_id, job_over=job_over(states.get(job_id)))
             with self.in_flight_lock:
                 self.in_flight.pop(id(info), None)
             if isinstance(verdict, slurm_status.Succeeded):
@@ -199,6 +364,19 @@ class Executor(RemoteExecutor):
             else:
                 note(info.job, f"imgzoo: error: {verdict.message}")
                 self.report_job_error(info, msg=verdict.message)
+        # The runs that wait go now where the jobs that just ended made room.
+        self.submit_waiting()
+        judged = {id(info) for info in in_slurm}
+        for info in active_jobs:
+            if id(info) in judged:
+                continue
+            failed = info.aux.get("failed")
+            if failed is None:
+                yield info  # still waiting, or submitted this round (judged from the next)
+                continue
+            with self.in_flight_lock:
+                self.in_flight.pop(id(info), None)
+            self.report_job_error(info, msg=failed)
 
     def print_job_error(self, job_info, msg=None, **kwargs):
         # The message names the job, its final state, what went wrong and its log already:
@@ -206,17 +384,44 @@ class Executor(RemoteExecutor):
         job_info.job.log_error(msg, external_jobid=job_info.external_jobid, **kwargs)
 
     def cancel_jobs(self, active_jobs):
-        with self.in_flight_lock:
-            infos = {id(info): info for info in active_jobs}
-            infos.update(self.in_flight)
-            self.in_flight.clear()
+        with self.submit_lock:
+            waiting = self.queue.clear()
+            # a job sbatch did not confirm may be queued all the same: cancelled too
+            unconfirmed = [w.leftovers for w in waiting if w.leftovers is not None]
+            queued = slurm_status.queued_scripts() if unconfirmed else None
+            lost = [(queued or {}).get(str(left.script)) for left in unconfirmed]
+            lost = [job_id for job_id in lost if job_id is not None]
+            with self.in_flight_lock:
+                infos = {id(info): info for info in active_jobs}
+                infos.update(self.in_flight)
+                self.in_flight.clear()
+        for submission in (w.item for w in waiting):
+            for job in submission.jobs:
+                note(job, "imgzoo: cancelled while waiting to be submitted")
         ids = sorted({info.external_jobid for info in infos.values() if info.external_jobid})
-        if not ids:
+        if not ids and not lost:
             return
-        slurm_status.cancel(ids)
+        slurm_status.cancel(ids + lost)
         for info in infos.values():
-            note(info.job, f"imgzoo: cancelled SLURM job {info.external_jobid}")
-        self.logger.info(f"cancelled {len(ids)} SLURM jobs: {' '.join(ids)}")
+            if info.external_jobid:
+                note(info.job, f"imgzoo: cancelled SLURM job {info.external_jobid}")
+        self.logger.info(f"cancelled {len(ids) + len(lost)} SLURM jobs: {' '.join(ids + lost)}")
+
+
+@dataclass(eq=False)
+class Submission:
+    """Runs that go to SLURM as one job: their Snakemake jobs, in order, the runs, and once
+    Snakemake counts them as submitted (a submission that had to wait) their SubmittedJobInfos."""
+
+    jobs: list
+    runs: list
+    infos: list | None = None
+
+    @property
+    def name(self) -> str:
+        if len(self.runs) == 1:
+            return self.runs[0].name
+        return pack_name([run.run_spec.id for run in self.runs])
 
 
 def training_run(job) -> slurm_submit.TrainingRun:
@@ -237,6 +442,11 @@ def training_run(job) -> slurm_submit.TrainingRun:
         threads=job.threads,
         compile_cache=job.params.compile_cache,
     )
+
+
+def job_over(state) -> bool:
+    """SLURM no longer holds the job (a final state, or it knows the job no more)."""
+    return state is not None and (state.final or state is slurm_status.GONE)
 
 
 def max_requeues(job) -> int:

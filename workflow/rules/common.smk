@@ -113,6 +113,7 @@ def all_outputs():
         LAYOUT.table("runs"),
         LAYOUT.table("summary"),
         LAYOUT.table("headline", "rst"),
+        LAYOUT.table("efficiency"),
         *([LAYOUT.table("reproduction")] if STUDY.published() else []),
         *([LAYOUT.table("comparisons")] if STUDY.comparisons else []),
         *[LAYOUT.curves(d) for d in datasets],

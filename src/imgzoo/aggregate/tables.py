@@ -249,11 +249,16 @@ _CSS = (
 
 
 def _html(shown: pd.DataFrame, title: str, note: str) -> str:
+    """The table under its title and note (paragraphs apart by a blank line, lines kept)."""
     table = shown.to_html(index=False, border=0)
+    paragraphs = "".join(
+        f"<p>{'<br>'.join(escape(line) for line in paragraph.splitlines())}</p>\n"
+        for paragraph in note.split("\n\n")
+    )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{_CSS}</style></head>\n<body>\n<h3>{escape(title)}</h3>\n"
-        f"<p>{escape(note)}</p>\n{table}\n</body></html>\n"
+        f"{paragraphs}{table}\n</body></html>\n"
     )
 
 

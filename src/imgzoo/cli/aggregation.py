@@ -1,5 +1,5 @@
 """The aggregation commands, run logs in, tables and figures out: `tables`, `reproduction`,
-`compare`, `headline`, `curves`, `weights`, `sweep-plot`."""
+`compare`, `headline`, `efficiency`, `curves`, `weights`, `sweep-plot`."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ def cmd_headline(args) -> int:
 
     logs, published = [Path(p) for p in args.logs], json.loads(args.published)
     write_headline(logs, published, args.out_dir, same_as=args.same_as, labels=args.labels)
+    return 0
+
+
+def cmd_efficiency(args) -> int:
+    from imgzoo.aggregate.efficiency import write_efficiency
+
+    write_efficiency([Path(p) for p in args.logs], args.out_dir, labels=args.labels)
     return 0
 
 
@@ -160,6 +167,13 @@ def register(sub) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_headline)
+
+    p = with_names(
+        sub.add_parser("efficiency", help="time, memory, CPUs and GPU used against asked for")
+    )
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_efficiency)
 
     p = with_partial(with_names(sub.add_parser("curves", help="learning curves")))
     p.add_argument("--out")

@@ -1,0 +1,99 @@
+"""What sampling the GPU costs a training run (imgzoo.gpu_usage): one real run trained again and
+again on the CPU, with no sampler, with the sampler at its rate (every 15 s) and at 15 times its
+rate (every second), the three in turn, each round in that order.
+
+    python benchmarks/gpu_sampling_cost.py [--rounds 3] [--epochs 30] [--out cost.json]
+
+The machine has no GPU, so the sampler reads a stand-in `nvidia-smi` (a shell script that prints
+a reading, first on PATH): the cost measured is the job's side of sampling through nvidia-smi,
+a thread that wakes up and starts a short process, which is the dearer of the two ways (NVML is a
+library call). What nvidia-smi itself then does happens in the driver, not in the run's process.
+Reported per mode: the median over rounds of the run's wall time (`imgzoo.train.train`, start to
+end) and of its training time (the sum of its epochs' `train_time`), and each against no sampler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+MODES = {"off": None, "every 15 s": 15.0, "every 1 s": 1.0}
+FAKE_NVIDIA_SMI = '#!/bin/sh\necho "37, 1234, 81559"\n'
+
+
+def one_run(spec, data_path: Path, out: Path, interval_s: float | None) -> dict:
+    from imgzoo.gpu_usage import GpuSampler
+    from imgzoo.progress import Progress
+    from imgzoo.train import train
+
+    sampler = None
+    if interval_s is not None:
+        sampler = GpuSampler("0", interval_s=interval_s)
+        assert sampler.source == "nvidia-smi", "the stand-in nvidia-smi is not first on PATH"
+        sampler.start()
+    began = time.perf_counter()
+    log = train(spec, data_path, out, threads=1, progress=Progress(spec.train["epochs"],
+                                                                   stream=open(os.devnull, "w")))
+    wall = time.perf_counter() - began
+    samples = len(sampler.stop()["time_s"]) if sampler is not None else 0
+    return {"wall_s": wall, "train_s": float(log.epochs["train_time"].sum()), "samples": samples}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--out", help="write the measurements as JSON here")
+    args = parser.parse_args(argv)
+
+    from specs import spec_of
+
+    from imgzoo import data
+
+    spec = spec_of("mlp", {"hidden": [512, 512]}, dataset="digits", epochs=args.epochs,
+                   batch_size=32, augment="none")
+    results: dict[str, list[dict]] = {mode: [] for mode in MODES}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "bin").mkdir()
+        (tmp / "bin" / "nvidia-smi").write_text(FAKE_NVIDIA_SMI)
+        (tmp / "bin" / "nvidia-smi").chmod(0o755)
+        os.environ["PATH"] = f"{tmp / 'bin'}{os.pathsep}{os.environ['PATH']}"
+        data_path = tmp / "digits.h5"
+        data.prepare("digits", {}, data_path)
+        for round_ in range(args.rounds):
+            for mode, interval in MODES.items():
+                out = tmp / f"run-{round_}-{mode.replace(' ', '')}"
+                results[mode].append(one_run(spec, data_path, out, interval))
+                print(f"round {round_ + 1} {mode}: {results[mode][-1]}", file=sys.stderr)
+    summary = {}
+    for mode, runs in results.items():
+        summary[mode] = {
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "train_s": statistics.median(r["train_s"] for r in runs),
+            "samples": statistics.median(r["samples"] for r in runs),
+        }
+    base = summary["off"]
+    print(f"{'sampler':<12} {'wall s':>8} {'vs off':>8} {'train s':>8} {'vs off':>8} {'samples':>8}")
+    for mode, row in summary.items():
+        print(
+            f"{mode:<12} {row['wall_s']:8.2f} {row['wall_s'] / base['wall_s'] - 1:+8.1%} "
+            f"{row['train_s']:8.2f} {row['train_s'] / base['train_s'] - 1:+8.1%} "
+            f"{row['samples']:8.0f}"
+        )
+    if args.out:
+        Path(args.out).write_text(json.dumps({"runs": results, "median": summary}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
