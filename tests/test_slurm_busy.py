@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from helpers import environment
 from test_slurm import (  # noqa: F401  (no_leftover_jobs: a fixture on_cluster uses)
     LAYOUT,
@@ -72,7 +71,6 @@ def run_workflow(
         env["PATH"] = f"{wrappers}{os.pathsep}{env['PATH']}"
     started = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     time.sleep(1)  # sacct -S has whole seconds: no job of before may count
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config))  # before the command names it
     proc = start_snakemake(workdir, config, snakemake_command(workdir, *targets), env=env)
     rc = finish(proc, timeout, workdir)
     return {"rc": rc, "workdir": workdir, "output": output(workdir), "started": started}

@@ -9,9 +9,14 @@ this one process watches them all.
   and logs in the run's SLURM log folder; or, where the experiment's `resources.pack` is K > 1,
   K ready runs of equal resources as one job that runs `imgzoo.slurm_job.PackJob` (each run in a
   process of its own, with its own log and result file in its own folder).
+- Where sbatch's answer means "later" (a busy controller, a submit limit: `imgzoo.slurm_answers`)
+  or a submit cap of the user's is full (`imgzoo.slurm_limits`), the run waits in this process
+  (`imgzoo.slurm_queue`), counted by Snakemake as submitted, and is tried again in a later status
+  round with backoff; a timeout's job, queued after all, is found by its batch script and kept.
+  Nothing sleeps: Snakemake's scheduler and the status checks go on meanwhile (docs/slurm.md).
 - `check_active_jobs` gets every active run once per status interval and asks SLURM about all of
   them in one query (`imgzoo.slurm_status`): the login node holds this process only, and SLURM
-  sees one sacct call per interval however many runs are in flight.
+  sees one sacct call per interval however many runs are in flight. Then it submits what waits.
 - `cancel_jobs` (Ctrl-C) scancels every job this process submitted.
 
 Only the `train` rule is a job of this executor: every other rule must say `localrule: True` (it
