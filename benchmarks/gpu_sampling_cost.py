@@ -41,8 +41,13 @@ def one_run(spec, data_path: Path, out: Path, interval_s: float | None) -> dict:
         assert sampler.source == "nvidia-smi", "the stand-in nvidia-smi is not first on PATH"
         sampler.start()
     began = time.perf_counter()
-    log = train(spec, data_path, out, threads=1, progress=Progress(spec.train["epochs"],
-                                                                   stream=open(os.devnull, "w")))
+    log = train(
+        spec,
+        data_path,
+        out,
+        threads=1,
+        progress=Progress(spec.train["epochs"], stream=open(os.devnull, "w")),
+    )
     wall = time.perf_counter() - began
     samples = len(sampler.stop()["time_s"]) if sampler is not None else 0
     return {"wall_s": wall, "train_s": float(log.epochs["train_time"].sum()), "samples": samples}
@@ -59,8 +64,14 @@ def main(argv=None) -> int:
 
     from imgzoo import data
 
-    spec = spec_of("mlp", {"hidden": [512, 512]}, dataset="digits", epochs=args.epochs,
-                   batch_size=32, augment="none")
+    spec = spec_of(
+        "mlp",
+        {"hidden": [512, 512]},
+        dataset="digits",
+        epochs=args.epochs,
+        batch_size=32,
+        augment="none",
+    )
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -83,7 +94,8 @@ def main(argv=None) -> int:
             "samples": statistics.median(r["samples"] for r in runs),
         }
     base = summary["off"]
-    print(f"{'sampler':<12} {'wall s':>8} {'vs off':>8} {'train s':>8} {'vs off':>8} {'samples':>8}")
+    header = ("wall s", "vs off", "train s", "vs off", "samples")
+    print(f"{'sampler':<12} " + " ".join(f"{h:>8}" for h in header))
     for mode, row in summary.items():
         print(
             f"{mode:<12} {row['wall_s']:8.2f} {row['wall_s'] / base['wall_s'] - 1:+8.1%} "

@@ -85,7 +85,9 @@ def jobs_named(started: str, name: str) -> list[dict]:
         text=True,
         check=True,
     ).stdout
-    return [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
+    jobs = [dict(zip(fields, line.split("|"), strict=True)) for line in out.splitlines() if line]
+    # -S also selects jobs that were still running then: an earlier test's
+    return [job for job in jobs if job["Submit"] >= started]
 
 
 def sbatch_calls(wrappers: Path) -> int:
