@@ -5,10 +5,11 @@ this one process watches them all.
 
 - `run_jobs` (`submitting.Submitting`) gets every run that is ready and submits each as a SLURM
   job that runs `imgzoo.slurm_job.TrainingJob` (requeued on its time-limit warning, resuming to
-  the bit), with the experiment's resources, named `imgzoo:{dataset}:{experiment}:s{seed}`, its submitit files
-  and logs in the run's SLURM log folder; or, where the experiment's `resources.pack` is K > 1,
-  K ready runs of equal resources as one job that runs `imgzoo.slurm_job.PackJob` (each run in a
-  process of its own, with its own log and result file in its own folder).
+  the bit), with the experiment's resources, named `imgzoo:{dataset}:{experiment}:s{seed}`, its
+  submitit files and logs in the run's SLURM log folder; or, where the experiment's
+  `resources.pack` is K > 1, K ready runs of equal resources as one job that runs
+  `imgzoo.slurm_job.PackJob` (each run in a process of its own, with its own log and result file
+  in its own folder).
 - Where sbatch's answer means "later" (a busy controller, a submit limit: `imgzoo.slurm_answers`)
   or a submit cap of the user's is full (`imgzoo.slurm_limits`), the run waits in this process
   (`imgzoo.slurm_queue`), counted by Snakemake as submitted, and is tried again in a later status
