@@ -124,13 +124,23 @@ class Submitting:
                 leftovers.remove()
                 continue
             self.queue.remove(waiting)
+            try:
+                runs = slurm_submit.adopt(waiting.item.runs, leftovers, job_id)
+            except OSError as e:  # its files cannot be put in place: the job cannot run it
+                slurm_status.cancel([job_id])
+                self.fail(
+                    waiting.item,
+                    f"SLURM queued job {job_id} for {waiting.name} after "
+                    f"sbatch timed out, but its files could not be moved there ({e})",
+                )
+                continue
             for job in waiting.item.jobs:
                 note(
                     job,
                     f"imgzoo: sbatch answered '{waiting.answer}', yet SLURM had queued job "
                     f"{job_id}: kept, not submitted again",
                 )
-            self.submitted(waiting, slurm_submit.adopt(waiting.item.runs, leftovers, job_id))
+            self.submitted(waiting, runs)
 
     def try_submit(self, waiting: Waiting, now: float) -> bool:
         """Submit one waiting submission: True where SLURM took it or refused it for good (go
