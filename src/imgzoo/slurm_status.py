@@ -4,7 +4,8 @@ The login node asks about every active job together: one `sacct` call for all th
 knows finished jobs too), or one `squeue` call where accounting does not answer. Accounting may
 list a job only a while after its submission; a job sacct has not listed for a few rounds in a
 row is asked about with squeue in that round (in case SLURM lost it), so a round costs at most
-two calls whatever the number of jobs, and rarely more than one.
+two calls whatever the number of jobs, and rarely more than one. (`queued_scripts` lists the
+user's queued jobs by batch script, for a submission whose sbatch timed out.)
 
 A run's fate comes from its own result file first (submitit writes it in the job: success with a
 summary, or the exception's traceback) and from its job's state where the job died without one
