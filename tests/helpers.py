@@ -24,14 +24,15 @@ def snakemake_command(
     workdir: Path, *args: str, profile: str | None = None, configfile: Path | None = None
 ) -> list[str]:
     """The repository's workflow run in `workdir`, with a profile of profiles/ and a study file
-    (default `workdir/config.yaml` where it exists). `--configfile` takes several values: it
-    goes last, after any target."""
+    (`configfile`; default `workdir/config.yaml` where it exists). `--configfile` takes several
+    values: it goes last, after any target."""
     command = [str(BIN / "snakemake")]
     if profile:
         command += ["--profile", str(REPO / "profiles" / profile)]
     command += [*args, "-s", str(REPO / "Snakefile"), "-d", str(workdir)]
-    configfile = configfile or workdir / "config.yaml"
-    if configfile.exists():
+    if configfile is None and (workdir / "config.yaml").exists():
+        configfile = workdir / "config.yaml"
+    if configfile is not None:  # named: it may be written after the command is made
         command += ["--configfile", str(configfile)]
     return command
 

@@ -510,9 +510,10 @@ def test_aggregation_never_imports_torch(logs, tmp_path):
     script = f"""
 import json, sys
 from imgzoo.aggregate import (
-    accuracy, comparisons, curves, headline, reproduction, sweeps, tables, weights)
+    accuracy, comparisons, curves, efficiency, headline, reproduction, sweeps, tables, weights)
 paths = json.loads(sys.argv[1])
 tables.write_tables(paths, {str(tmp_path)!r})
+efficiency.write_efficiency(paths, {str(tmp_path)!r})
 published = [dict(experiment="alpha", dataset="digits", value=60, measures="best_test")]
 reproduction.write_reproduction(paths, published, {str(tmp_path)!r})
 headline.write_headline(paths, published, {str(tmp_path)!r})

@@ -110,7 +110,10 @@ def snakemake_command(workdir: Path, *extra: str, profile: str = "slurm") -> lis
     """The workflow through a profile; with the SLURM one, asking SLURM every STATUS_INTERVAL."""
     if profile == "slurm":
         extra = ("--imgzoo-status-interval", str(STATUS_INTERVAL), *extra)
-    return helpers.snakemake_command(workdir, *extra, profile=profile)
+    # every test's study is workdir/config.yaml, which start_snakemake may write after this
+    return helpers.snakemake_command(
+        workdir, *extra, profile=profile, configfile=workdir / "config.yaml"
+    )
 
 
 def snakemake(
@@ -214,9 +217,10 @@ def test_snakemake_finds_the_executor_that_the_slurm_profile_names():
 
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     plugin = ExecutorPluginRegistry().get_plugin(profile["executor"])
-    (setting,) = plugin.get_settings_info()
-    assert setting["cliarg"] == "--imgzoo-status-interval" and setting["default"] == 10
-    assert profile["imgzoo-status-interval"] == setting["default"]
+    settings = {s["cliarg"]: s["default"] for s in plugin.get_settings_info()}
+    assert settings == {"--imgzoo-status-interval": 10, "--imgzoo-submit-wait": 60}
+    assert profile["imgzoo-status-interval"] == settings["--imgzoo-status-interval"]
+    assert profile["imgzoo-submit-wait"] == settings["--imgzoo-submit-wait"]
     assert plugin.common_settings.non_local_exec
 
 
@@ -386,7 +390,7 @@ def test_status_queries_stay_one_per_interval_for_all_runs_in_flight(in_flight):
 def test_status_shows_each_run_of_a_pack_in_the_queue_with_its_job(in_flight):
     assert in_flight["status"].returncode == 0, in_flight["status"].stderr[-2000:]
     runs = json.loads(in_flight["status"].stdout)["run_states"]
-    states = {(r["experiment"], r["seed"]): (r["state"], r["job"]) for r in runs}
+    states = {(r["experiment"], r["seed"]): (r["state"], r["slurm_job_id"]) for r in runs}
     for run, job in in_flight["jobs"].items():  # every run is in the queue, packed or not
         assert states[run][0] in ("waiting", "running") and states[run][1] == job, states
 

@@ -89,6 +89,11 @@ _REQUIRED_V2 = (
 
 STATUSES = ("completed", "diverged")
 
+# The optional group `gpu`: the run's GPU sampled while it trained (imgzoo.gpu_usage), one value
+# per sample; its attributes say of what and how. Absent for a run without a GPU or samples.
+GPU_SERIES = ("time_s", "utilization", "memory_mb")
+GPU_ATTRS = ("memory_total_mb", "source", "device_id", "interval_s")
+
 
 def now() -> str:
     """The time of day in the run log's format (ISO 8601, UTC, seconds)."""
@@ -159,6 +164,8 @@ class RunLog:
     path: Path | None = None
     # EVALUATION_SERIES -> 1-D arrays; empty for a run evaluated once per epoch only
     evaluations: dict[str, np.ndarray] = field(default_factory=dict)
+    # GPU_SERIES (arrays) and GPU_ATTRS of the group `gpu`; {} where the log has none.
+    gpu: dict = field(default_factory=dict)
 
     @property
     def spec(self) -> dict:
@@ -209,6 +216,12 @@ def write(path: str | os.PathLike, log: RunLog) -> None:
             steps = f.create_group("steps")
             for key, values in log.steps.items():
                 steps.create_dataset(key, data=np.asarray(values))
+        if len(log.gpu.get("time_s", ())):
+            gpu = f.create_group("gpu")
+            for key in GPU_SERIES:
+                gpu.create_dataset(key, data=np.asarray(log.gpu[key], dtype=np.float64))
+            for key in GPU_ATTRS:
+                gpu.attrs[key] = _plain(log.gpu.get(key))
         if log.confusion is not None:
             f.create_dataset("confusion", data=np.asarray(log.confusion, dtype=np.int64))
         f.create_dataset(
@@ -254,6 +267,9 @@ def read(path: str | os.PathLike) -> RunLog:
                 {k: f["evaluations"][k][()] for k in EVALUATION_SERIES}
                 if "evaluations" in f else {}
             )
+            gpu = {}
+            if "gpu" in f:
+                gpu = {**dict(f["gpu"].attrs), **{k: f["gpu"][k][()] for k in GPU_SERIES}}
             confusion = f["confusion"][()] if "confusion" in f else None
             class_names = strings(f["class_names"][()])
             first_layer, kind = None, ""
@@ -270,7 +286,7 @@ def read(path: str | os.PathLike) -> RunLog:
             f"{path}: unreadable run log ({e.__class__.__name__}: {e}); delete it and re-run"
         ) from e
     return RunLog(attrs, epochs, confusion, class_names, first_layer, kind, steps, path,
-                  evaluations)
+                  evaluations, gpu)
 
 
 def _from_v2(attrs: dict, epochs: dict) -> tuple[dict, dict]:

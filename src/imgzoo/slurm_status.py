@@ -4,7 +4,8 @@ The login node asks about every active job together: one `sacct` call for all th
 knows finished jobs too), or one `squeue` call where accounting does not answer. Accounting may
 list a job only a while after its submission; a job sacct has not listed for a few rounds in a
 row is asked about with squeue in that round (in case SLURM lost it), so a round costs at most
-two calls whatever the number of jobs, and rarely more than one.
+two calls whatever the number of jobs, and rarely more than one. (`queued_scripts` lists the
+user's queued jobs by batch script, for a submission whose sbatch timed out.)
 
 A run's fate comes from its own result file first (submitit writes it in the job: success with a
 summary, or the exception's traceback) and from its job's state where the job died without one
@@ -18,6 +19,7 @@ Imports nothing heavy: it runs in Snakemake's process on the login node.
 
 from __future__ import annotations
 
+import getpass
 import re
 import shlex
 import subprocess
@@ -104,6 +106,23 @@ def squeue_states(job_ids: list[str]) -> dict[str, JobState] | None:
             if state:
                 states[job_id] = JobState(state)
     return {job_id: states.get(job_id, GONE) for job_id in job_ids}
+
+
+def queued_scripts(user: str | None = None) -> dict[str, str] | None:
+    """The batch script of every job of the user's that SLURM holds (pending or running):
+    {script path: job id}; None where squeue does not answer. A submission whose sbatch timed
+    out is found here by its script, which names one submission only (a job's name could be
+    another checkout's run of the same name)."""
+    user = user or getpass.getuser()
+    out = _run(["squeue", "-h", "-u", user, "-o", "%i|%o"])
+    if out is None or out.returncode != 0:
+        return None
+    scripts = {}
+    for line in out.stdout.splitlines():
+        job_id, _, script = line.strip().partition("|")
+        if script:
+            scripts[script] = job_id
+    return scripts
 
 
 @dataclass

@@ -21,12 +21,13 @@ import torch
 
 from imgzoo import data, live, runlog
 from imgzoo.errors import CheckpointError, RunFailed
+from imgzoo.gpu_usage import GpuSampler
 from imgzoo.models import first_layer_tiles
 from imgzoo.paths import BEST_MODEL, BEST_MODEL_PENDING, CHECKPOINT, METRICS, MODEL
 from imgzoo.progress import Progress
 from imgzoo.spec import RunSpec
 from imgzoo.training import checkpoint
-from imgzoo.training.device import configure, select_device, synchronize
+from imgzoo.training.device import configure, driver_id, select_device, synchronize
 from imgzoo.training.device_data import TRAIN_SUBSET, DeviceData
 from imgzoo.training.evaluate import confusion_matrix, eval_batch_size, evaluate
 from imgzoo.training.history import History, run_log
@@ -119,16 +120,21 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     history, first_epoch = _resume(spec, out_dir, parts, progress)
     history.begin_attempt(os.environ.get("SLURM_JOB_ID"), began)
+    sampler = _gpu_sampler(device, history)
 
     # What the run shows while it goes: progress.json, TensorBoard files (imgzoo.live).
     tensorboard = live.TensorBoardLog(out_dir) if live.tensorboard_enabled() else None
-    status, diverged_epoch = _epochs(spec, parts, history, first_epoch, out_dir,
-                                     stop_flag=stop_flag, progress=progress, shown=tensorboard)
-
-    # The best-validation model, which the log's confusion matrix and first layer describe, as
-    # its headline accuracy does.
-    log = _final_log(spec, parts, prepared, history, out_dir, device,
-                     status=status, diverged_epoch=diverged_epoch)
+    try:
+        status, diverged_epoch = _epochs(spec, parts, history, first_epoch, out_dir,
+                                         stop_flag=stop_flag, progress=progress,
+                                         shown=tensorboard)
+        # The best-validation model, which the log's confusion matrix and first layer
+        # describe, as its headline accuracy does.
+        log = _final_log(spec, parts, prepared, history, out_dir, device,
+                         status=status, diverged_epoch=diverged_epoch)
+    finally:
+        if sampler is not None:
+            sampler.stop()
     runlog.write(out_dir / METRICS, log)
     (out_dir / CHECKPOINT).unlink(missing_ok=True)
     _show(spec, out_dir, history, network, tensorboard, status=status)
@@ -239,6 +245,18 @@ def _final_log(spec: RunSpec, parts: RunParts, prepared, history: History, out_d
         class_names=prepared.class_names,
         first_layer=first_layer_tiles(network.model),
     )
+
+
+def _gpu_sampler(device, history: History) -> GpuSampler | None:
+    """The run's GPU sampled while it trains (imgzoo.gpu_usage), after the earlier attempts'
+    samples; None on the CPU, or where neither NVML nor nvidia-smi reaches the GPU."""
+    if device.type != "cuda":
+        return None
+    sampler = GpuSampler(driver_id(device), earlier=history.gpu, offset_s=history.wall_time_s)
+    if not sampler.available:
+        return None
+    history.attach_gpu_sampler(sampler)
+    return sampler.start()
 
 
 def _show(spec: RunSpec, out_dir, history: History, network, tensorboard,

@@ -172,6 +172,31 @@ rule accuracy_plot:
         " {input:q} > {log:q} 2>&1"
 
 
+# sacct is asked here, on the login node: one call for every job id the logs name.
+rule efficiency:
+    input:
+        run_logs(),
+    output:
+        csv=LAYOUT.table("efficiency", "csv"),
+        md=LAYOUT.table("efficiency", "md"),
+        html=report(
+            LAYOUT.table("efficiency", "html"),
+            caption="../report/efficiency.rst",
+            category="Tables",
+        ),
+    log:
+        LAYOUT.log("aggregate", "efficiency.log"),
+    localrule: True
+    conda:
+        "../../environment.yml"
+    params:
+        out_dir=lambda w, output: os.path.dirname(output.csv),
+        labels=run_labels(),
+    shell:
+        "imgzoo efficiency --out-dir {params.out_dir:q} --labels {params.labels:q}"
+        " {input:q} > {log:q} 2>&1"
+
+
 rule curves:
     input:
         lambda w: run_logs(w.dataset),

@@ -144,6 +144,7 @@ def all_outputs():
         LAYOUT.table("runs"),
         LAYOUT.table("summary"),
         LAYOUT.table("headline", "rst"),
+        LAYOUT.table("efficiency"),
         *([LAYOUT.table("reproduction")] if STUDY.published() else []),
         *([LAYOUT.table("comparisons")] if STUDY.comparisons else []),
         *([LAYOUT.table("claims")] if STUDY.claims else []),

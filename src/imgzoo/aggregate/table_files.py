@@ -39,10 +39,15 @@ def _html(shown: pd.DataFrame, title: str, note: str, text_columns=()) -> str:
         if column not in text_columns
     )
     css = _CSS + (f"{numbers}{{text-align:right}}" if numbers else "")
+    # the note's paragraphs apart by a blank line, its lines kept
+    paragraphs = "".join(
+        f"<p>{'<br>'.join(escape(line) for line in paragraph.splitlines())}</p>\n"
+        for paragraph in note.split("\n\n")
+    )
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{escape(title)}</title>'
         f"<style>{css}</style></head>\n<body>\n<h3>{escape(title)}</h3>\n"
-        f"<p>{escape(note)}</p>\n{table}\n</body></html>\n"
+        f"{paragraphs}{table}\n</body></html>\n"
     )
 
 

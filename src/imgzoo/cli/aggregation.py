@@ -1,5 +1,6 @@
 """The aggregation commands, run logs in, tables and figures out: `tables`, `reproduction`,
-`compare`, `claims`, `headline`, `accuracy-plot`, `curves`, `weights`, `sweep-plot`."""
+`compare`, `claims`, `headline`, `accuracy-plot`, `efficiency`, `curves`, `weights`,
+`sweep-plot`."""
 
 from __future__ import annotations
 
@@ -69,6 +70,13 @@ def cmd_accuracy_plot(args) -> int:
     logs, published = [Path(p) for p in args.logs], json.loads(args.published)
     write_accuracy_plot(logs, published, Path(args.out), title=args.title,
                         same_as=args.same_as, labels=args.labels)
+    return 0
+
+
+def cmd_efficiency(args) -> int:
+    from imgzoo.aggregate.efficiency import write_efficiency
+
+    write_efficiency([Path(p) for p in args.logs], args.out_dir, labels=args.labels)
     return 0
 
 
@@ -205,6 +213,13 @@ def register(sub) -> None:
     p.add_argument("--title")
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_accuracy_plot)
+
+    p = with_names(
+        sub.add_parser("efficiency", help="time, memory, CPUs and GPU used against asked for")
+    )
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_efficiency)
 
     p = with_partial(with_names(sub.add_parser("curves", help="learning curves")))
     p.add_argument("--out")

@@ -34,6 +34,19 @@ def select_device(requested: str) -> torch.device:
     return torch.device("cpu")
 
 
+def driver_id(device: torch.device) -> str:
+    """The GPU as NVIDIA's driver names it (NVML, nvidia-smi): its UUID `GPU-...`, whatever
+    CUDA_VISIBLE_DEVICES renumbered; else the CUDA_VISIBLE_DEVICES entry or the index."""
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+    if uuid is not None:
+        text = str(uuid)
+        return text if text.startswith(("GPU-", "MIG-")) else f"GPU-{text}"
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")]
+    visible = [d for d in visible if d]
+    return visible[index] if index < len(visible) else str(index)
+
+
 def configure(
     device: torch.device,
     threads: int | None = None,

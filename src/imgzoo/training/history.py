@@ -42,6 +42,10 @@ class History:
         # Seconds the earlier attempts ran, and when this one began (time.monotonic).
         self._earlier_wall_time_s: float = state.get("wall_time_s", 0.0)
         self._attempt_began: float = time.monotonic()
+        # The GPU's samples (runlog.GPU_SERIES and GPU_ATTRS) of the earlier attempts; this
+        # attempt's come from its sampler, once attached.
+        self.gpu: dict = state.get("gpu") or {}
+        self._gpu_sampler = None
 
     def state(self) -> dict:
         return {
@@ -54,7 +58,17 @@ class History:
             "best_step": self.best_step,
             "best_val_acc": self.best_val_acc,
             "wall_time_s": self.wall_time_s,
+            "gpu": self.gpu_samples(),
         }
+
+    def attach_gpu_sampler(self, sampler) -> None:
+        """This attempt's GPU samples come from `sampler` (imgzoo.gpu_usage.GpuSampler, started
+        with the earlier attempts' samples)."""
+        self._gpu_sampler = sampler
+
+    def gpu_samples(self) -> dict:
+        """Every attempt's GPU samples so far ({} where none were taken)."""
+        return self._gpu_sampler.samples() if self._gpu_sampler is not None else self.gpu
 
     def begin_attempt(self, slurm_job_id: str | None, began: float) -> None:
         """An attempt at the run began at `began` (time.monotonic), in a SLURM job (a requeued
@@ -147,6 +161,7 @@ def run_log(
         first_layer=first_layer[0] if first_layer else None,
         first_layer_kind=first_layer[1] if first_layer else "",
         steps={k: np.asarray(v) for k, v in history.steps.items()},
+        gpu=history.gpu_samples(),
     )
 
 
