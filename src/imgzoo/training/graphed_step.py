@@ -121,7 +121,8 @@ class GraphedStep:
         self.prepared = True
         asked = f"train.cuda_graphs: {str(self.setting).lower()}"
         if self.device.type != "cuda":
-            note(f"{asked}: CUDA graphs need a GPU; on the {self.device.type} the step runs eagerly")
+            where = self.device.type
+            note(f"{asked}: CUDA graphs need a GPU; on the {where} the step runs eagerly")
             return 0.0
         began = time.perf_counter()
         try:
