@@ -161,6 +161,7 @@ class GraphedStep:
         if data.size("train") < data.batch_size:
             raise NotCapturable("every batch is smaller than batch_size")
         rows = torch.arange(data.batch_size, device=device)
+        step.network.net.train()  # what the graph replays: dropout, BatchNorm's batch statistics
         lr, eager_lr = torch.tensor(step.lr, dtype=torch.float32, device=device), step.lr
         graph = torch.cuda.CUDAGraph()
 
@@ -179,6 +180,8 @@ class GraphedStep:
                         "a graph would replay unchanged"
                     )
                 graph.register_generator_state(data.generator)
+                # Gradients made by the graph's backward live in the graph's memory pool.
+                step.optimizer.zero_grad(set_to_none=True)
                 with _capturable(step.optimizer), torch.cuda.graph(graph):
                     logits, loss = one_step()
         except RuntimeError as e:
