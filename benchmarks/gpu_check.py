@@ -315,7 +315,8 @@ def step(ctx) -> dict:
             eager = Stepper(case_parts(ctx, case, cuda_graphs=False))
             graphed = Stepper(case_parts(ctx, case, cuda_graphs="auto"))
             for _ in range(3):
-                eager(), graphed()
+                eager()
+                graphed()
             rounds = alternating(eager, graphed, steps, ctx.device)
             eager_s = float(np.median([r[0] for r in rounds]))
             graphed_s = float(np.median([r[1] for r in rounds]))

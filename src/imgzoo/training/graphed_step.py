@@ -160,6 +160,9 @@ class GraphedStep:
         step, data, device = self.step, self.data, self.device
         if data.size("train") < data.batch_size:
             raise NotCapturable("every batch is smaller than batch_size")
+        if not hasattr(torch.cuda.CUDAGraph, "register_generator_state"):  # torch before 2.4
+            raise NotCapturable(f"torch {torch.__version__} cannot give a graph the "
+                                "augmentation's generator")
         rows = torch.arange(data.batch_size, device=device)
         step.network.net.train()  # what the graph replays: dropout, BatchNorm's batch statistics
         lr, eager_lr = torch.tensor(step.lr, dtype=torch.float32, device=device), step.lr
