@@ -218,7 +218,7 @@ def environment(ctx) -> dict:
 def case_parts(ctx, case, **train):
     """A run's parts for one of STEP_MODELS / QUICK_MODELS, on random data, with `train` keys."""
     _, model, args, size, classes, batch = case
-    prepared = random_prepared((max(4 * batch, 512), 64, 64), size, classes)
+    prepared = random_prepared((max(8 * batch, 1024), 64, 64), size, classes)
     spec = spec_for(model, args, image_size=size, batch_size=batch, augment="standard", **train)
     configure(ctx.device, ctx.threads, deterministic=spec.train["deterministic"])
     return build_parts(spec, prepared, ctx.device)
