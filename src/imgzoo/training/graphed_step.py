@@ -60,9 +60,11 @@ class Rehearsal:
 
     def __enter__(self) -> Rehearsal:
         with torch.no_grad():
-            tensors = [*self.model.parameters(), *self.model.buffers(), *self._optimizer_state()]
-            self.saved = [(t, t.detach().clone()) for t in tensors]
-        self.known = {id(t) for t in self._optimizer_state()}
+            self.saved = [(t, t.detach().clone())
+                          for t in [*self.model.parameters(), *self.model.buffers()]]
+            self.saved_state = {param: {k: v.detach().clone() for k, v in state.items()
+                                        if isinstance(v, torch.Tensor)}
+                                for param, state in self.optimizer.state.items()}
         self.generator_states = [g.get_state() for g in self.generators]
         return self
 
@@ -71,19 +73,23 @@ class Rehearsal:
         return not torch.equal(self.generator_states[0], torch.default_generator.get_state())
 
     def __exit__(self, *exc) -> None:
+        # Into the tensors the optimizer holds now (those a graph captured after the rehearsal
+        # reads), by parameter and name.
         with torch.no_grad():
             for tensor, copy in self.saved:
                 tensor.copy_(copy)
-            for tensor in self._optimizer_state():
-                if id(tensor) not in self.known:
-                    tensor.zero_()
+            for param, state in self.optimizer.state.items():
+                before = self.saved_state.get(param, {})
+                for key, value in state.items():
+                    if not isinstance(value, torch.Tensor):
+                        continue
+                    if key in before:
+                        value.copy_(before[key])
+                    else:  # made by the rehearsal: as before any step
+                        value.zero_()
         for generator, state in zip(self.generators, self.generator_states, strict=True):
             generator.set_state(state)
-        self.saved = []
-
-    def _optimizer_state(self) -> list[torch.Tensor]:
-        return [v for state in self.optimizer.state.values() for v in state.values()
-                if isinstance(v, torch.Tensor)]
+        self.saved, self.saved_state = [], {}
 
 
 class GraphedStep:
