@@ -194,7 +194,7 @@ def test_the_step_is_captured_and_resumes_exactly_on_the_gpu(digits_h5, tmp_path
 
 
 @pytest.mark.cuda
-def test_graph_replays_follow_the_schedule_and_the_epochs_draws(prepared):
+def test_graph_replays_repeat_with_the_seed_and_draw_anew_each_step(prepared):
     """Replays read the lr and the rows copied in before them, and draw new augmentation and
     dropout each step: two epochs' losses differ step by step, and repeat when reseeded."""
     cuda = torch.device("cuda")
