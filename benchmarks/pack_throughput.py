@@ -13,7 +13,10 @@ sum over the K processes; `speedup` is that total over K = 1's. On a GPU it also
 process's peak memory (the allocator's) and the device's memory use with all K running.
 
 `--gpu-mem-fraction F` caps each process's share of the GPU's memory as
-`resources.gpu_mem_fraction` does.
+`resources.gpu_mem_fraction` does; `--cuda-graphs` is the runs' `train.cuda_graphs` (default
+auto: each run replays its step as a CUDA graph on a GPU); `--mps` starts NVIDIA's Multi-Process
+Service for the K processes (`imgzoo.mps`: a daemon of this benchmark's own, stopped at the end)
+where the machine has it, and says so where it has not.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
+
+from imgzoo import mps  # noqa: E402
 
 # Bench names that are not catalog names: a family plus model_args (any family or preset of the
 # catalog works as well).
@@ -57,6 +62,7 @@ def worker(args) -> int:
         image_size=args.image_size,
         batch_size=args.batch_size,
         augment="standard",
+        cuda_graphs=args.cuda_graphs,
     )
     sizes = (max(4 * args.batch_size, 512), 64, 64)
     parts = build_parts(spec, random_prepared(sizes, args.image_size, 10), device)
@@ -74,7 +80,8 @@ def worker(args) -> int:
         steps += 1
     synchronize(device)
     elapsed = time.monotonic() - start
-    report = {"steps": steps, "seconds": elapsed, "img_s": steps * args.batch_size / elapsed}
+    report = {"steps": steps, "seconds": elapsed, "img_s": steps * args.batch_size / elapsed,
+              "graphed": step.graphed}
     if device.type == "cuda":
         report["peak_gb"] = torch.cuda.max_memory_allocated() / 2**30
     print(TAG + json.dumps(report), flush=True)
@@ -96,7 +103,7 @@ def device_memory_gb() -> float | None:
         return None
 
 
-def pack(k: int, args) -> dict:
+def pack(k: int, args, extra_env: dict | None = None) -> dict:
     """K workers at once: their total images/s over the same window."""
     command = [
         sys.executable,
@@ -117,11 +124,14 @@ def pack(k: int, args) -> dict:
         str(args.warmup),
         "--threads",
         str(args.threads),
+        "--cuda-graphs",
+        str(args.cuda_graphs).lower(),
     ]
     if args.gpu_mem_fraction:
         command += ["--gpu-mem-fraction", str(args.gpu_mem_fraction)]
     env = {
         **os.environ,
+        **(extra_env or {}),
         "PYTHONPATH": os.pathsep.join(
             filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")])
         ),
@@ -158,6 +168,7 @@ def pack(k: int, args) -> dict:
         "per_run_img_s": round(sum(r["img_s"] for r in reports) / k),
         "slowest_run_img_s": round(min(r["img_s"] for r in reports)),
         "steps_per_run": [r["steps"] for r in reports],
+        "graphed": all(r["graphed"] for r in reports),
     }
     if args.device == "cuda":
         row["peak_gb_per_run"] = round(max(r["peak_gb"] for r in reports), 2)
@@ -180,11 +191,30 @@ def tagged(worker_process: subprocess.Popen, stderr, expected: str | None = None
     )
 
 
-def measure(args) -> dict:
-    rows = [pack(k, args) for k in args.pack]
+def measure(args, out_of_time=lambda: False) -> dict:
+    """Every K of `args.pack` (those `out_of_time()` leaves time for), with MPS where `args.mps`
+    asks for it and the machine has it."""
+    daemon, mps_note = (None, "")
+    if args.mps:
+        daemon, mps_note = mps.start()
+        if daemon is None:
+            return {**_settings(args), "mps": False, "mps_note": mps_note, "rows": []}
+    try:
+        rows = [pack(k, args, daemon.env if daemon else None) for k in args.pack
+                if not out_of_time()]
+        mps_servers = len(daemon.servers()) if daemon else 0
+    finally:
+        if daemon:
+            daemon.stop()
     base = next((r["total_img_s"] for r in rows if r["pack"] == 1), None)
     for row in rows:
         row["speedup"] = round(row["total_img_s"] / base, 2) if base else None
+    return {**_settings(args), "mps": bool(daemon), "mps_servers": mps_servers,
+            "skipped_packs": [k for k in args.pack if k not in [r["pack"] for r in rows]],
+            "rows": rows}
+
+
+def _settings(args) -> dict:
     return {
         "model": args.model,
         "device": args.device,
@@ -193,18 +223,22 @@ def measure(args) -> dict:
         "seconds": args.seconds,
         "threads": args.threads,
         "gpu_mem_fraction": args.gpu_mem_fraction,
+        "cuda_graphs": args.cuda_graphs,
         "cpu_count": os.cpu_count(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "rows": rows,
     }
 
 
 def table(result: dict) -> str:
+    title = (f"{result['model']} on {result['device']}, batch {result['batch_size']}, "
+             f"{result['image_size']} px, {result['seconds']} s per K"
+             + (", MPS" if result["mps"] else ""))
+    if not result["rows"]:
+        return f"{title}: not measured ({result.get('mps_note') or 'out of time'})"
     keys = ["pack", "total_img_s", "speedup", "per_run_img_s", "slowest_run_img_s"]
     keys += [k for k in ("peak_gb_per_run", "device_memory_gb") if k in result["rows"][0]]
     lines = [
-        f"{result['model']} on {result['device']}, batch {result['batch_size']}, "
-        f"{result['image_size']} px, {result['seconds']} s per K",
+        title,
         "| " + " | ".join(keys) + " |",
         "|" + "---|" * len(keys),
     ]
@@ -235,12 +269,23 @@ def parse(argv=None):
         "--threads", type=int, default=1, help="torch threads per run (default 1: the train rule's)"
     )
     parser.add_argument("--gpu-mem-fraction", type=float, default=None)
+    parser.add_argument("--cuda-graphs", type=_setting, default="auto",
+                        help="the runs' train.cuda_graphs: auto (default), true or false")
+    parser.add_argument("--mps", action="store_true",
+                        help="run the K processes under an MPS daemon of their own")
     parser.add_argument("--out", help="write the result as JSON here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if any(k < 1 for k in args.pack):
         parser.error("--pack: every K must be at least 1")
     return args
+
+
+def _setting(text: str):
+    values = {"auto": "auto", "true": True, "false": False}
+    if text not in values:
+        raise argparse.ArgumentTypeError("auto, true or false")
+    return values[text]
 
 
 def main(argv=None) -> int:

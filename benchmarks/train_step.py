@@ -297,8 +297,10 @@ def _train_steps(parts, epochs, n_steps: int, progress, sync) -> list[tuple[floa
     while len(durations) < n_steps:
         k = min(per_epoch, n_steps - len(durations))
         marks: list[tuple[float, float]] = []
-        batches = _timed(itertools.islice(parts.data.batches(next(epochs)), k), marks, sync)
-        train_epoch(parts.step, batches, first_step=0, total_steps=k, progress=progress)
+        # the run's step: a CUDA graph where train.cuda_graphs and the device allow
+        step = parts.graphed_step
+        batches = _timed(itertools.islice(step.batches(next(epochs)), k), marks, sync)
+        train_epoch(step, batches, first_step=0, total_steps=k, progress=progress)
         durations += [_since(a, b) for a, b in itertools.pairwise(marks)]
     return durations
 
@@ -335,6 +337,7 @@ def bench_model(name: str, model_args: dict, data_path: Path, settings: dict, lo
         configure(device, settings["threads"])
         prepared = data.load(data_path)
         parts = build_parts(spec, prepared, device)
+        parts.graphed_step.prepare(note=log)  # captures the step as a run does (CUDA)
         epochs = itertools.count(1)  # every short epoch draws its own (seed, epoch) batches
         train_data, step, network = parts.data, parts.step, parts.network
         bs = spec.train["batch_size"]

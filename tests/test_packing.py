@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import submitit
 
-from imgzoo import runlog
+from imgzoo import mps, runlog
 from imgzoo.config import Run, Study
 from imgzoo.errors import ConfigError
 from imgzoo.slurm_job import PackJob
@@ -240,3 +240,32 @@ def test_a_pack_trains_each_run_in_its_own_process_and_one_that_raises_fails_alo
         packed_log = runlog.read(f"{run.out_dir}/metrics.h5")
         for key in EXACT:
             np.testing.assert_array_equal(packed_log.epochs[key], alone.epochs[key], err_msg=key)
+
+
+def test_mps_is_asked_for_by_a_resource_and_changes_no_run():
+    study = Study({**CONFIG, "resources": {**CONFIG["resources"], "mps": True}})
+    spec = study.spec(Run("digits", "mlp", 0))
+    assert spec.resources["mps"] is True and Study(CONFIG).resources("mlp")["mps"] is False
+    assert spec.key() == Study(CONFIG).spec(Run("digits", "mlp", 0)).key()
+
+
+def test_without_nvidias_mps_on_the_machine_no_daemon_starts():
+    """This machine has no nvidia-cuda-mps-control (gpu_check's pack section starts one on a
+    GPU machine that has it)."""
+    assert mps.start() == (None, "no nvidia-cuda-mps-control on this machine")
+
+
+@pytest.mark.slow
+def test_a_pack_that_asks_for_mps_where_there_is_none_trains_and_says_so(tmp_path, digits_h5):
+    study = Study({**CONFIG, "resources": {**CONFIG["resources"], "mps": True}})
+    runs = [
+        training_run(study.spec(Run("digits", "mlp", s)), digits_h5, tmp_path / "runs" / f"{s}",
+                     run_log_folder(tmp_path / "logs", "digits", "mlp", s), threads=1)
+        for s in (0, 1)
+    ]
+    executor = submitit.LocalExecutor(folder=tmp_path / "logs" / "packs" / "%j")
+    executor.update_parameters(timeout_min=10)
+    job = executor.submit(PackJob(runs))
+    assert job.result() == {"imgzoo:digits:mlp:s0": "success", "imgzoo:digits:mlp:s1": "success"}
+    said = "imgzoo: pack: no MPS (no nvidia-cuda-mps-control on this machine): the runs take turns"
+    assert said in job.paths.stderr.read_text()

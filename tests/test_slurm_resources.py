@@ -26,6 +26,7 @@ EVERY = {
     "extra_sbatch": ["--exclusive", "--nodelist=n1", "--mail-type END"],
     "pack": 3,
     "gpu_mem_fraction": 0.3,
+    "mps": True,
 }
 
 
@@ -60,15 +61,18 @@ def test_resources_travel_through_snakemake_and_back_unchanged():
     assert smk["runtime"] == 90 and smk["mem_mb"] == 1536 and smk["gpu"] == 2
     assert smk["slurm_extra"] == "--exclusive --nodelist=n1 '--mail-type END'"
     assert smk["gpu_mem_fraction"] == "0.3"  # text: Snakemake rounds numbers to integers
+    assert smk["mps"] == 1
     assert (smk["max_requeues"], smk["slurm_logs"]) == (2, "logs/slurm/digits/wide/seed0")
     assert from_snakemake(smk) == EVERY
     # Snakemake leaves unset (None) resources out; a job without a GPU has no `gpu`
     unset = {k: v for k, v in as_snakemake(
-        {**EVERY, "gpus": 0, "partition": None, "gpu_mem_fraction": None, "extra_sbatch": []},
+        {**EVERY, "gpus": 0, "partition": None, "gpu_mem_fraction": None, "extra_sbatch": [],
+         "mps": False},
         max_requeues=0, log_folder="x",
     ).items() if v is not None}
     assert from_snakemake(unset) == {
         **EVERY, "gpus": 0, "partition": None, "gpu_mem_fraction": None, "extra_sbatch": [],
+        "mps": False,
     }
 
 

@@ -219,5 +219,5 @@ def test_the_runs_crop_padding_reaches_its_batches(prepared, spec):
 def _order_of_epoch_one(parts, n):
     from imgzoo.training.device_data import seed_epoch
 
-    generator = seed_epoch(parts.data.seed, 1, CPU)
+    generator = seed_epoch(parts.data.seed, 1, torch.Generator())
     return torch.randperm(parts.data.size("train"), generator=generator)[:n]

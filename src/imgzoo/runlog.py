@@ -112,6 +112,7 @@ def run_attrs(
     ended: str = "",
     diverged_epoch: int = -1,
     wall_time_s: float = float("nan"),
+    capture_time_s: float = 0.0,
     slurm_job_ids: list[str] = (),
 ) -> dict:
     """The root attributes of a run's log (but the schema's own and provenance), from its spec
@@ -136,6 +137,7 @@ def run_attrs(
         "started": started,
         "ended": ended,
         "wall_time_s": float(wall_time_s),
+        "capture_time_s": float(capture_time_s),
         "slurm_job_ids": ",".join(slurm_job_ids),
     }
 

@@ -17,7 +17,9 @@ threads and determinism (`imgzoo.training.device.configure` is process-wide), tr
 its own result file, so that the login node judges every run on its own and a run that fails
 leaves its pack-mates training. The pack passes the time-limit signal on to every run, waits for
 all of them, and requeues the job once if any stopped for it; the requeued job starts only the
-runs that have no result yet, and each resumes from its own checkpoint.
+runs that have no result yet, and each resumes from its own checkpoint. With `resources.mps` the
+pack starts NVIDIA's Multi-Process Service for its processes (`imgzoo.mps`: a daemon of the job's
+own, stopped when they have ended), where the node has it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import asdict
 import submitit
 from submitit.core.utils import UncompletedJobError, cloudpickle_dump
 
+from imgzoo import mps
 from imgzoo.slurm_runs import TrainingRun, run_files
 
 # A run's process exits with this when it stopped for the time-limit signal (sysexits' TEMPFAIL):
@@ -147,15 +150,18 @@ class PackJob(submitit.helpers.Checkpointable):
 
         signal.signal(sig, pass_on)
         signal.signal(signal.SIGTERM, end)
+        daemon = self.start_mps()
         try:
             for index, run in enumerate(self.runs):
-                if not stop() and not self.result(run, job_id).exists():
-                    processes[index] = start_run(run, job_id, sig)  # else over, or after requeue
+                if not stop() and not self.result(run, job_id).exists():  # else over, or requeued
+                    processes[index] = start_run(run, job_id, sig, daemon.env if daemon else None)
             for process in processes.values():
                 process.wait()
         finally:
             for signum, handler in submitit_handlers.items():
                 signal.signal(signum, handler)
+            if daemon is not None:
+                daemon.stop()
         if ending:  # cancelled or out of time: the job's state tells each unfinished run's fate
             return self.outcomes(job_id)
         for index, process in processes.items():
@@ -178,6 +184,16 @@ class PackJob(submitit.helpers.Checkpointable):
                 raise
         return self.outcomes(job_id)
 
+    def start_mps(self) -> mps.Daemon | None:
+        """MPS for the pack's processes where its runs ask for it and the node has it; a line in
+        the job's log either way."""
+        if len(self.runs) < 2 or not self.runs[0].mps:
+            return None
+        daemon, why = mps.start()
+        said = "MPS started for the runs" if daemon else f"no MPS ({why}): the runs take turns"
+        print(f"imgzoo: pack: {said}", file=sys.stderr, flush=True)
+        return daemon
+
     @staticmethod
     def result(run: TrainingRun, job_id: str):
         return run_files(run.log_folder, job_id).result
@@ -194,9 +210,9 @@ def requeue(sig: int, submitit_handler) -> None:
     submitit_handler(sig, None)
 
 
-def start_run(run: TrainingRun, job_id: str, sig: int) -> subprocess.Popen:
+def start_run(run: TrainingRun, job_id: str, sig: int, env: dict | None = None) -> subprocess.Popen:
     """One run of a pack in a process of its own, its output in the run's own log folder (appended
-    to by a requeued attempt, as submitit's logs are)."""
+    to by a requeued attempt, as submitit's logs are); `env`: added to its environment."""
     files = run_files(run.log_folder, job_id)
     files.result.parent.mkdir(parents=True, exist_ok=True)
     with open(files.stdout, "a") as out, open(files.stderr, "a") as err:
@@ -205,6 +221,7 @@ def start_run(run: TrainingRun, job_id: str, sig: int) -> subprocess.Popen:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=err,
+            env={**os.environ, **env} if env else None,
             # The signal waits, blocked, until the process has its handler (main() unblocks it):
             # arriving during the imports, it would kill the process instead.
             preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_BLOCK, {sig}),

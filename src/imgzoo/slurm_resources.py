@@ -26,6 +26,7 @@ SNAKEMAKE_NAMES = {
     "extra_sbatch": "slurm_extra",
     "pack": "pack",
     "gpu_mem_fraction": "gpu_mem_fraction",
+    "mps": "mps",
 }
 # How the SLURM jobs of a run are handled, from the study's `slurm:` section.
 MAX_REQUEUES = "max_requeues"
@@ -48,6 +49,7 @@ def as_snakemake(resources: dict, *, max_requeues: int, log_folder: str) -> dict
         "extra_sbatch": " ".join(shlex.quote(f) for f in resources["extra_sbatch"]) or None,
         "pack": resources["pack"],
         "gpu_mem_fraction": None if fraction is None else str(fraction),
+        "mps": 1 if resources["mps"] else None,
     }
     return {
         **{SNAKEMAKE_NAMES[k]: v for k, v in values.items()},
@@ -72,6 +74,7 @@ def from_snakemake(job_resources) -> dict:
         "extra_sbatch": shlex.split(get("slurm_extra") or ""),
         "pack": int(get("pack") or 1),
         "gpu_mem_fraction": float(fraction) if fraction else None,
+        "mps": bool(int(get("mps") or 0)),
     }
 
 

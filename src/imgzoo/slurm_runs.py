@@ -97,3 +97,8 @@ class TrainingRun:
     def gpu_mem_fraction(self) -> float | None:
         """Its share of the GPU's memory (None: no cap)."""
         return self.spec["resources"].get("gpu_mem_fraction")
+
+    @property
+    def mps(self) -> bool:
+        """Whether its pack's processes run under NVIDIA's MPS (`resources.mps`)."""
+        return bool(self.spec["resources"].get("mps"))

@@ -30,6 +30,7 @@ from imgzoo.training import checkpoint
 from imgzoo.training.device import configure, driver_id, select_device, synchronize
 from imgzoo.training.device_data import TRAIN_SUBSET, DeviceData
 from imgzoo.training.evaluate import confusion_matrix, eval_batch_size, evaluate
+from imgzoo.training.graphed_step import GraphedStep
 from imgzoo.training.history import History, run_log
 from imgzoo.training.network import Network, build_network, dataset_shape
 from imgzoo.training.step import EpochResult, Preempted, TrainStep, train_epoch
@@ -43,6 +44,7 @@ class RunParts:
     data: DeviceData
     step: TrainStep
     eval_batch_size: int
+    graphed_step: GraphedStep  # what the epochs call: `step`, or its CUDA graph (cuda_graphs)
 
 
 def seeded_network(spec: RunSpec, shape, device: torch.device) -> Network:
@@ -73,7 +75,8 @@ def build_parts(spec: RunSpec, prepared, device: torch.device,
         input_stats=cfg["input_stats"],
     )
     step = TrainStep(network, cfg, steps_per_epoch=device_data.steps_per_epoch, device=device)
-    return RunParts(network, device_data, step, eval_batch_size(cfg, device))
+    return RunParts(network, device_data, step, eval_batch_size(cfg, device),
+                    GraphedStep(step, device_data, cfg["cuda_graphs"]))
 
 
 def train(
@@ -148,6 +151,8 @@ def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, 
     """Train the epochs from `first_epoch` on, each checkpointed and shown (progress.json,
     TensorBoard `shown`) as it ends; (status, the epoch it diverged in or -1)."""
     network, step, device = parts.network, parts.step, parts.data.device
+    with out_of_memory(spec, "training", f"batch_size {spec.train['batch_size']}"):
+        history.add_capture_time(parts.graphed_step.prepare(progress.note))  # once per attempt
     for epoch in range(first_epoch, spec.train["epochs"] + 1):
         progress.start_epoch(epoch)
         t0 = time.perf_counter()
@@ -307,8 +312,8 @@ def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress,
     steps = parts.data.steps_per_epoch
     with out_of_memory(spec, "training", f"batch_size {spec.train['batch_size']}"):
         return train_epoch(
-            parts.step,
-            parts.data.batches(epoch),
+            parts.graphed_step,
+            parts.graphed_step.batches(epoch),
             first_step=(epoch - 1) * steps,
             total_steps=steps,
             stop_flag=stop_flag or (lambda: False),

@@ -6,7 +6,8 @@ all on the device (airbench's loader): no PIL, no per-image Python, no worker pr
 
 Why a resumed run equals an uninterrupted one: every random draw of an epoch (the shuffle, the
 augmentation, and randomness inside the model such as dropout) comes from generators seeded by
-(seed, epoch), so epoch k draws the same numbers whether or not the run restarted before it.
+(seed, epoch), so epoch k draws the same numbers whether or not the run restarted before it (or
+rehearsed steps before it: `imgzoo.training.graphed_step`'s warm-up).
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919 + 12_345) % (2**63 - 1)
 
 
-def seed_epoch(seed: int, epoch: int, device: torch.device) -> torch.Generator:
-    """Seed the epoch's randomness: torch's global generator (dropout, MixStyle and other
-    in-model draws) and the returned device generator (the shuffle and the augmentation)."""
+def seed_epoch(seed: int, epoch: int, generator: torch.Generator) -> torch.Generator:
+    """Seed the epoch's randomness: torch's global generators (dropout, MixStyle and other
+    in-model draws) and `generator` (the shuffle and the augmentation), both in place, and
+    return `generator`. In place, because a CUDA graph that draws from a generator reads the
+    seed and offset of the generator it was captured with at every replay: reseeding that one
+    object resets what the graph draws, as it resets an eager step's draws."""
     value = epoch_seed(seed, epoch)
     torch.manual_seed(value)
-    return torch.Generator(device=device).manual_seed(value)
+    return generator.manual_seed(value)
 
 
 def steps_per_epoch(n: int, batch_size: int, drop_last: bool = False) -> int:
@@ -111,6 +115,9 @@ class DeviceData:
         self.augment = augment.build(augmentation, prepared.image_size, crop_padding=crop_padding)
         self.drop_last = drop_last
         self.steps_per_epoch = steps_per_epoch(len(self.y["train"]), batch_size, drop_last)
+        # The shuffle's and the augmentation's generator, one object for the whole run, reseeded
+        # at every epoch (seed_epoch).
+        self.generator = torch.Generator(device=device)
 
     def size(self, split: str) -> int:
         return len(self.y[split])
@@ -143,13 +150,20 @@ class DeviceData:
     def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The epoch's `steps_per_epoch` training batches: shuffled and augmented with the
         randomness of (seed, epoch), which is seeded when the first batch is asked for."""
-        generator = seed_epoch(self.seed, epoch, self.device)
-        order = torch.randperm(self.size("train"), device=self.device, generator=generator)
+        for index in self.batch_indices(epoch):
+            yield self.train_batch(index, self.generator)
+
+    def batch_indices(self, epoch: int) -> Iterator[torch.Tensor]:
+        """The rows of `train` in each of the epoch's batches (all of `batch_size` rows but
+        perhaps the last), shuffled with the randomness of (seed, epoch): seeded, with torch's
+        global generators, when the first is asked for. Augmenting them is `train_batch(index,
+        self.generator)`'s job, in the same order."""
+        seed_epoch(self.seed, epoch, self.generator)
+        order = torch.randperm(self.size("train"), device=self.device, generator=self.generator)
         bs, last = self.batch_size, self.steps_per_epoch - 1
         for i in range(self.steps_per_epoch):
             whole = i < last or self.drop_last  # the last step takes the rest, unless dropped
-            index = order[i * bs : (i + 1) * bs] if whole else order[i * bs :]
-            yield self.train_batch(index, generator)
+            yield order[i * bs : (i + 1) * bs] if whole else order[i * bs :]
 
     def eval_batches(self, split: str, batch_size: int):
         """(inputs, labels) of a split in order, without augmentation."""

@@ -41,6 +41,8 @@ class History:
         self.best_val_acc: float = state.get("best_val_acc", -np.inf)
         # Seconds the earlier attempts ran, and when this one began (time.monotonic).
         self._earlier_wall_time_s: float = state.get("wall_time_s", 0.0)
+        # Seconds spent capturing the training step as a CUDA graph, every attempt together.
+        self.capture_time_s: float = state.get("capture_time_s", 0.0)
         self._attempt_began: float = time.monotonic()
         # The GPU's samples (runlog.GPU_SERIES and GPU_ATTRS) of the earlier attempts; this
         # attempt's come from its sampler, once attached.
@@ -59,6 +61,7 @@ class History:
             "best_val_acc": self.best_val_acc,
             "wall_time_s": self.wall_time_s,
             "gpu": self.gpu_samples(),
+            "capture_time_s": self.capture_time_s,
         }
 
     def attach_gpu_sampler(self, sampler) -> None:
@@ -76,6 +79,10 @@ class History:
         self._attempt_began = began
         if slurm_job_id and slurm_job_id not in self.slurm_job_ids:
             self.slurm_job_ids.append(slurm_job_id)
+
+    def add_capture_time(self, seconds: float) -> None:
+        """An attempt spent `seconds` preparing its step (`GraphedStep.prepare`)."""
+        self.capture_time_s += seconds
 
     @property
     def wall_time_s(self) -> float:
@@ -130,6 +137,7 @@ class History:
             ended=ended,
             diverged_epoch=diverged_epoch,
             wall_time_s=self.wall_time_s,
+            capture_time_s=self.capture_time_s,
             slurm_job_ids=self.slurm_job_ids,
         )
 

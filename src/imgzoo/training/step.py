@@ -124,9 +124,17 @@ class TrainStep:
         return self.optimizer.param_groups[0]["lr"]
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor, index: int):
-        lr = self.schedule(index)
+        self.set_lr(self.schedule(index))
+        return self.update(x, y)
+
+    def set_lr(self, lr) -> None:
+        """The learning rate of the next update: a float, or a one-element device tensor that a
+        CUDA graph of `update` reads (`imgzoo.training.graphed_step`)."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+
+    def update(self, x: torch.Tensor, y: torch.Tensor):
+        """Forward, loss, backward, clipping and the optimizer at the learning rate set."""
         with autocast(self.device, self.precision):
             logits, loss = loss_of(self.network.net(x), y, self.label_smoothing)
         self.optimizer.zero_grad(set_to_none=True)
