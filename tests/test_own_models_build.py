@@ -14,9 +14,10 @@ from test_own_models import NET
 from imgzoo import models
 from imgzoo.cli import main
 from imgzoo.config import Run, Study
+from imgzoo.data.store import read_shape
 from imgzoo.errors import ConfigError
 from imgzoo.models import catalog
-from imgzoo.training.network import build_network, dataset_shape
+from imgzoo.training.network import build_network
 
 
 @pytest.fixture(autouse=True)
@@ -183,7 +184,7 @@ def test_a_model_that_cannot_take_the_data_fails_before_the_images_are_read(
     shutil.copy(digits_h5, damaged)
     with h5py.File(damaged, "a") as f:
         del f["train/images"]
-    assert dataset_shape(damaged).image_size == 8
+    assert read_shape(damaged).image_size == 8
     config = {"datasets": ["digits"], "experiments": {"x": {"model": "timm/convnext_atto"}}}
     (tmp_path / "study.yaml").write_text(yaml.safe_dump(config))
     assert main(train_args(tmp_path, damaged)) == 2
@@ -202,7 +203,7 @@ def test_a_job_refuses_a_file_that_changed_after_the_run_was_planned(tmp_path, m
     settings = Study(config).spec(Run("digits", "x", 0)).settings
     write(tmp_path, NET.replace("width=8", "width=9"))
     with pytest.raises(ConfigError) as stale:
-        build_network(settings, dataset_shape(digits_h5), torch.device("cpu"))
+        build_network(settings, read_shape(digits_h5), torch.device("cpu"))
     assert str(stale.value).startswith(
         f"model file 'net.py' changed after this run was planned (its sha256 is no longer "
         f"{settings.model_file_sha256[:12]}...)"

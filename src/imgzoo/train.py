@@ -20,19 +20,20 @@ from pathlib import Path
 import torch
 
 from imgzoo import data, live, runlog
-from imgzoo.errors import CheckpointError, RunFailed
+from imgzoo.data.store import read_shape
+from imgzoo.errors import RunFailed
 from imgzoo.gpu_usage import GpuSampler
 from imgzoo.models import first_layer_tiles
-from imgzoo.paths import BEST_MODEL, BEST_MODEL_PENDING, CHECKPOINT, METRICS, MODEL
+from imgzoo.paths import BEST_MODEL, CHECKPOINT, METRICS, MODEL
 from imgzoo.progress import Progress
 from imgzoo.spec import RunSpec
-from imgzoo.training import checkpoint
+from imgzoo.training import best_weights, checkpoint
 from imgzoo.training.device import configure, driver_id, select_device, synchronize
 from imgzoo.training.device_data import TRAIN_SUBSET, DeviceData
 from imgzoo.training.evaluate import confusion_matrix, eval_batch_size, evaluate
 from imgzoo.training.graphed_step import GraphedStep
 from imgzoo.training.history import History, run_log
-from imgzoo.training.network import Network, build_network, dataset_shape
+from imgzoo.training.network import Network, build_network
 from imgzoo.training.step import EpochResult, Preempted, TrainStep, train_epoch
 
 __all__ = ["CHECKPOINT", "Preempted", "RunParts", "build_parts", "train"]
@@ -49,7 +50,7 @@ class RunParts:
 
 def seeded_network(spec: RunSpec, shape, device: torch.device) -> Network:
     """The run's network, its initial weights drawn from the run's seed, for a dataset of
-    `shape` (a prepared dataset, or its `DatasetShape`)."""
+    `shape` (a prepared dataset, or its `imgzoo.data.store.Shape`)."""
     torch.manual_seed(spec.id.seed)
     return build_network(spec.settings, shape, device)
 
@@ -107,16 +108,7 @@ def train(
     configure(device, threads, deterministic=cfg["deterministic"],
               memory_fraction=gpu_mem_fraction, precision=cfg["precision"])
 
-    # The model (its initial weights from the run's seed) first, for the shape the dataset's
-    # file states: one that cannot take the dataset's images fails before they are read. Then the
-    # dataset on the device, and the step.
-    shape, network = dataset_shape(data_path), None
-    if shape is not None:  # else data.load names what is wrong with the file
-        with out_of_memory(spec, "setup"):
-            network = seeded_network(spec, shape, device)
-    prepared = data.load(data_path)
-    with out_of_memory(spec, "setup"):
-        parts = build_parts(spec, prepared, device, network)
+    prepared, parts = _setup(spec, data_path, device)
     network = parts.network
 
     # Where an earlier attempt stopped, or the start.
@@ -144,6 +136,19 @@ def train(
     if tensorboard is not None:
         tensorboard.close()
     return log
+
+
+def _setup(spec: RunSpec, data_path, device) -> tuple[data.Prepared, RunParts]:
+    """The prepared dataset and the run's parts. The model (its initial weights from the run's
+    seed) comes first, for the shape the dataset's file states: one that cannot take the
+    dataset's images fails before they are read. Then the dataset on the device, and the step."""
+    shape, network = read_shape(data_path), None
+    if shape is not None:  # else data.load names what is wrong with the file
+        with out_of_memory(spec, "setup"):
+            network = seeded_network(spec, shape, device)
+    prepared = data.load(data_path)
+    with out_of_memory(spec, "setup"):
+        return prepared, build_parts(spec, prepared, device, network)
 
 
 def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, out_dir: Path,
@@ -179,16 +184,15 @@ def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, 
         # after the checkpoint that names its epoch (see _resume)
         if improved:
             checkpoint.save_atomic(network.model.state_dict(), out_dir / BEST_MODEL)
-        _promote_pending_best(out_dir, history.best_step)
+        best_weights.promote_pending(out_dir, history.best_step)
         _show(spec, out_dir, history, network, shown)
     return "completed", -1
 
 
 class StepEvaluation:
     """With `eval_every_steps`, what evaluates after a step of `epoch`: val, test and the train
-    subset into the history's evaluations, the weights of a new best to BEST_MODEL_PENDING
-    (model_best.pt once the epoch's checkpoint names it: `_promote_pending_best`); `seconds`
-    it took, which are not training time."""
+    subset into the history's evaluations, the weights of a new best pending
+    (`imgzoo.training.best_weights`); `seconds` it took, which are not training time."""
 
     def __init__(self, spec: RunSpec, parts: RunParts, history: History, epoch: int,
                  out_dir: Path):
@@ -204,27 +208,8 @@ class StepEvaluation:
         row = {"step": step, "epoch": self.epoch, "val_loss": val.loss, "val_acc": val.acc,
                "test_loss": test.loss, "test_acc": test.acc, "train_subset_acc": subset.acc}
         if self.history.add_evaluation(row):
-            pending = self.out_dir / BEST_MODEL_PENDING.format(step=step)
-            checkpoint.save_atomic(parts.network.model.state_dict(), pending)
-            for earlier in _pending_bests(self.out_dir):  # an earlier best of this epoch
-                if earlier != pending:
-                    earlier.unlink(missing_ok=True)
+            best_weights.save_pending(self.out_dir, step, parts.network.model)
         self.seconds += time.perf_counter() - t0
-
-
-def _pending_bests(out_dir: Path) -> list[Path]:
-    return sorted(out_dir.glob(BEST_MODEL_PENDING.format(step="*")))
-
-
-def _promote_pending_best(out_dir: Path, best_step: int) -> None:
-    """The pending weights of the evaluation after `best_step` (the history's best, as the
-    checkpoint just written or read names it) become model_best.pt; any other pending file is
-    from an epoch no checkpoint holds (cut short), and is dropped."""
-    best = out_dir / BEST_MODEL_PENDING.format(step=best_step)
-    if best_step > 0 and best.exists():
-        best.replace(out_dir / BEST_MODEL)
-    for other in _pending_bests(out_dir):
-        other.unlink(missing_ok=True)
 
 
 def _final_log(spec: RunSpec, parts: RunParts, prepared, history: History, out_dir: Path,
@@ -233,7 +218,7 @@ def _final_log(spec: RunSpec, parts: RunParts, prepared, history: History, out_d
     and first layer."""
     network = parts.network
     checkpoint.save_atomic(network.model.state_dict(), out_dir / MODEL)
-    _promote_pending_best(out_dir, history.best_step)  # the best of an epoch that diverged
+    best_weights.promote_pending(out_dir, history.best_step)  # the best of an epoch that diverged
     if history.best_epoch > 0:
         network.model.load_state_dict(checkpoint.load_weights(out_dir / BEST_MODEL))
     with out_of_memory(spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
@@ -277,34 +262,21 @@ def _show(spec: RunSpec, out_dir, history: History, network, tensorboard,
 
 def _resume(spec, out_dir: Path, parts: RunParts, progress) -> tuple[History, int]:
     """(history, first epoch to run): from the checkpoint of an earlier attempt, if any."""
-    pending = BEST_MODEL_PENDING.format(step="*")
-    checkpoint.remove_temporaries(out_dir, (CHECKPOINT, BEST_MODEL, MODEL, pending))
+    checkpoint.remove_temporaries(
+        out_dir, (CHECKPOINT, BEST_MODEL, MODEL, best_weights.PENDING_FILES)
+    )
     step_evaluations = bool(spec.train["eval_every_steps"])
     state = checkpoint.load(out_dir / CHECKPOINT, spec)
     if state is None:
         (out_dir / BEST_MODEL).unlink(missing_ok=True)  # another run's
-        _promote_pending_best(out_dir, -1)  # drops them all
+        best_weights.promote_pending(out_dir, -1)  # drops them all
         return History(step_evaluations=step_evaluations), 1
     parts.network.model.load_state_dict(state["model"])
     parts.step.optimizer.load_state_dict(state["optimizer"])
     history = History(state["history"], step_evaluations=step_evaluations)
-    _settle_best_weights(out_dir, history, state["epoch"], parts.network.model)
+    best_weights.settle(out_dir, history, state["epoch"], parts.network.model)
     progress.note(f"resuming from {out_dir / CHECKPOINT} after epoch {state['epoch']}")
     return history, state["epoch"] + 1
-
-
-def _settle_best_weights(out_dir: Path, history: History, epoch: int, model) -> None:
-    """model_best.pt as the checkpoint of `epoch` names it. It is written after that checkpoint:
-    a kill between the two leaves the best weights in the checkpoint (the best at an epoch's
-    end) or in the pending file of the best evaluation (inside the epoch)."""
-    _promote_pending_best(out_dir, history.best_step)
-    if history.best_epoch == epoch and not history.step_evaluations:
-        checkpoint.save_atomic(model.state_dict(), out_dir / BEST_MODEL)
-    if history.best_epoch > 0 and not (out_dir / BEST_MODEL).exists():
-        raise CheckpointError(
-            f"{out_dir / BEST_MODEL}: missing, and {CHECKPOINT} needs it; delete "
-            f"{out_dir / CHECKPOINT} to start the run afresh"
-        )
 
 
 def _train_epoch(spec, parts: RunParts, epoch: int, stop_flag, progress,

@@ -161,16 +161,23 @@ def with_partial(p):
     return p
 
 
+PUBLISHED = "published numbers as JSON: [{experiment, dataset, value (percent), measures, ...}]"
+
+
 def register(sub) -> None:
     """Add the commands to the parser's subparsers `sub`."""
+    register_tables(sub)
+    register_figures(sub)
+
+
+def register_tables(sub) -> None:
     p = with_partial(with_names(sub.add_parser("tables", help="runs and summary tables")))
     p.add_argument("--out-dir")
     p.add_argument("logs", nargs="*")
     p.set_defaults(func=cmd_tables)
 
-    published = "published numbers as JSON: [{experiment, dataset, value (percent), measures, ...}]"
     p = with_names(sub.add_parser("reproduction", help="published numbers against ours"))
-    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--published", required=True, help=PUBLISHED)
     p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_reproduction)
@@ -192,7 +199,7 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_claims)
 
     p = with_names(sub.add_parser("headline", help="the best experiment, the verdicts"))
-    p.add_argument("--published", required=True, help=published)
+    p.add_argument("--published", required=True, help=PUBLISHED)
     p.add_argument("--out-dir", required=True)
     p.add_argument(
         "--front-page",
@@ -206,20 +213,22 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_headline)
 
     p = with_names(
-        sub.add_parser("accuracy-plot", help="test accuracy at best val, seed by seed")
-    )
-    p.add_argument("--published", required=True, help=published)
-    p.add_argument("--out", required=True)
-    p.add_argument("--title")
-    p.add_argument("logs", nargs="+")
-    p.set_defaults(func=cmd_accuracy_plot)
-
-    p = with_names(
         sub.add_parser("efficiency", help="time, memory, CPUs and GPU used against asked for")
     )
     p.add_argument("--out-dir", required=True)
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_efficiency)
+
+
+def register_figures(sub) -> None:
+    p = with_names(
+        sub.add_parser("accuracy-plot", help="test accuracy at best val, seed by seed")
+    )
+    p.add_argument("--published", required=True, help=PUBLISHED)
+    p.add_argument("--out", required=True)
+    p.add_argument("--title")
+    p.add_argument("logs", nargs="+")
+    p.set_defaults(func=cmd_accuracy_plot)
 
     p = with_partial(with_names(sub.add_parser("curves", help="learning curves")))
     p.add_argument("--out")

@@ -172,20 +172,30 @@ def _sweep_points(name: str, sweep: dict, config: dict, train_keys: list[str]):
         err = unknown_name("experiment", base_name, config["experiments"])
         raise ConfigError(f"config '{where}.base': {err}")
     base = config["experiments"][base_name]
-    family, _ = catalog.resolve(base["model"])
     if "grid" in sweep:
         keys = list(sweep["grid"])
         points = [dict(zip(keys, v, strict=True))
                   for v in itertools.product(*(sweep["grid"][k] for k in keys))]
     else:
         points = sweep["points"]
-    # a timm or file model's own arguments are known when it is built: any key may be swept
-    # (the point's experiment is checked as any other, below)
-    model_args = model_arguments.names(family)
-    allowed = [*train_keys, *model_args] if model_args is not None else None
-    base_datasets = datasets_of(config, base)
     # what each point varies (its other keys say where it runs and what was published)
     swept = [{k: v for k, v in point.items() if k not in POINT_KEYS} for point in points]
+    _check_points(where, base_name, base, points, swept, config, train_keys)
+    for point, values in zip(points, swept, strict=True):
+        exp = _point_experiment(base, point, values, train_keys)
+        exp["sweep"] = {"name": name, "base": base_name, "values": values}
+        label = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
+        yield f"{base_name}@{label}", exp
+
+
+def _check_points(where, base_name, base, points, swept, config, train_keys) -> None:
+    """Each point sweeps known keys and runs on some of the base's datasets; each of the base's
+    datasets has a point (it gets a sweep plot)."""
+    # a timm or file model's own arguments are known when it is built: any key may be swept
+    # (the point's experiment is checked as any other)
+    model_args = model_arguments.names(catalog.resolve(base["model"])[0])
+    allowed = [*train_keys, *model_args] if model_args is not None else None
+    base_datasets = datasets_of(config, base)
     for i, (point, values) in enumerate(zip(points, swept, strict=True)):
         for key in values:
             if allowed is not None and key not in allowed:
@@ -199,31 +209,32 @@ def _sweep_points(name: str, sweep: dict, config: dict, train_keys: list[str]):
                     f"'{base_name}' does not run on dataset '{dataset}' (its datasets: "
                     f"{', '.join(base_datasets)})"
                 )
-    # every dataset of the base gets a sweep plot, so each needs at least one point
     for dataset in base_datasets:
         if not any(dataset in p.get("datasets", base_datasets) for p in points):
             raise ConfigError(
                 f"config '{where}': no point runs on dataset '{dataset}' of the base "
                 f"experiment '{base_name}'; list only the datasets the sweep covers there"
             )
-    for point, values in zip(points, swept, strict=True):
-        exp = copy.deepcopy(base)
-        exp.pop("published", None)  # the base's numbers belong to the base
-        for key, value in values.items():
-            # the swept value wins over the base's per-dataset value of the same key
-            for overrides in exp.get("per_dataset", {}).values():
-                holder = overrides if key in train_keys else overrides.get("model_args", {})
-                holder.pop(key, None)
-            if key in train_keys:
-                exp[key] = value
-            else:
-                exp.setdefault("model_args", {})[key] = value
-        for key in POINT_KEYS:
-            if key in point:
-                exp[key] = point[key]
-        exp["sweep"] = {"name": name, "base": base_name, "values": values}
-        label = ",".join(f"{k}={_format_value(v)}" for k, v in values.items())
-        yield f"{base_name}@{label}", exp
+
+
+def _point_experiment(base: dict, point: dict, values: dict, train_keys: list[str]) -> dict:
+    """The base experiment with a point's values (and where it runs), without the base's
+    published numbers, which belong to the base."""
+    exp = copy.deepcopy(base)
+    exp.pop("published", None)
+    for key, value in values.items():
+        # the swept value wins over the base's per-dataset value of the same key
+        for overrides in exp.get("per_dataset", {}).values():
+            holder = overrides if key in train_keys else overrides.get("model_args", {})
+            holder.pop(key, None)
+        if key in train_keys:
+            exp[key] = value
+        else:
+            exp.setdefault("model_args", {})[key] = value
+    for key in POINT_KEYS:
+        if key in point:
+            exp[key] = point[key]
+    return exp
 
 
 def _format_value(value) -> str:

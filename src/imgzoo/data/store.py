@@ -167,3 +167,25 @@ def _check_consistent(p: Prepared, path: Path, redo: str) -> None:
                             f"({redo})")
         if len(y) and (y.min() < 0 or y.max() >= p.num_classes):
             raise DataError(f"{path}: {split}/labels outside 0..{p.num_classes - 1} ({redo})")
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What a model is built for; a prepared dataset (`imgzoo.data.Prepared`) has the same."""
+
+    num_classes: int
+    image_size: int
+    channels: int
+
+
+def read_shape(path) -> Shape | None:
+    """A prepared dataset's shape from its root attributes alone (the root attributes `load`
+    checks), so that the model is built and checked before the images are read; None where
+    the file cannot say (reading it then names what is wrong)."""
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return Shape(
+                int(f.attrs["num_classes"]), int(f.attrs["image_size"]), int(f.attrs["channels"])
+            )
+    except (OSError, KeyError, ValueError, TypeError):
+        return None

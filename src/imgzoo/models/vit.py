@@ -322,6 +322,28 @@ class ViT(nn.Module):
         return to_tiles(self.patch_embed.filters()), "patch_embedding"
 
 
+def _check_together(image_size, patch_size, dim, heads, depth, pos, rel_attn, aux_heads) -> None:
+    """What the arguments must satisfy together and with the image size (each one alone is
+    checked by imgzoo.models.arguments, which `create` calls)."""
+    if image_size % patch_size:
+        raise ConfigError(
+            f"model family 'vit': patch_size {patch_size} does not divide image_size "
+            f"{image_size}; choose a patch size that divides it"
+        )
+    if dim % heads:
+        raise ConfigError(f"model family 'vit': heads {heads} must divide dim {dim}")
+    # the fixed sinusoids need whole sin/cos pairs per position axis
+    if (pos == "sincos2d" and dim % 4) or ((pos == "sincos2d_sum" or rel_attn) and dim % 2):
+        raise ConfigError(
+            f"model family 'vit': dim {dim} does not fit pos {pos!r}/rel_attn; use a multiple of 4"
+        )
+    if len(set(aux_heads)) != len(aux_heads) or any(k >= depth for k in aux_heads):
+        raise ConfigError(
+            f"model family 'vit': aux_heads {aux_heads} must be distinct layer numbers from 1 "
+            f"to depth-1 ({depth - 1})"
+        )
+
+
 def build(
     num_classes: int,
     image_size: int,
@@ -348,26 +370,8 @@ def build(
     the CLS token during training: study 2's 3 blocks × 4 layers = depth 12, aux_heads [4, 8].
     qkv_bias: a bias on the q/k/v projection (nn.MultiheadAttention has one); init: see the
     module's docstring."""
-    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
-    # satisfy together and with the image size
-    if image_size % patch_size:
-        raise ConfigError(
-            f"model family 'vit': patch_size {patch_size} does not divide image_size "
-            f"{image_size}; choose a patch size that divides it"
-        )
-    if dim % heads:
-        raise ConfigError(f"model family 'vit': heads {heads} must divide dim {dim}")
-    # the fixed sinusoids need whole sin/cos pairs per position axis
-    if (pos == "sincos2d" and dim % 4) or ((pos == "sincos2d_sum" or rel_attn) and dim % 2):
-        raise ConfigError(
-            f"model family 'vit': dim {dim} does not fit pos {pos!r}/rel_attn; use a multiple of 4"
-        )
     aux_heads = list(aux_heads or [])
-    if len(set(aux_heads)) != len(aux_heads) or any(k >= depth for k in aux_heads):
-        raise ConfigError(
-            f"model family 'vit': aux_heads {aux_heads} must be distinct layer numbers from 1 "
-            f"to depth-1 ({depth - 1})"
-        )
+    _check_together(image_size, patch_size, dim, heads, depth, pos, rel_attn, aux_heads)
     return ViT(
         num_classes=num_classes,
         image_size=image_size,

@@ -4,33 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import h5py
 import torch
 
 from imgzoo.models import catalog, count_params, create, file_source
 from imgzoo.spec import Settings
-
-
-@dataclass(frozen=True)
-class DatasetShape:
-    """What a model is built for; a prepared dataset (`imgzoo.data.Prepared`) has the same."""
-
-    num_classes: int
-    image_size: int
-    channels: int
-
-
-def dataset_shape(path) -> DatasetShape | None:
-    """A prepared dataset's shape from its root attributes alone (docs/CONTRACTS.md, "Prepared
-    dataset"), so that the model is built and checked before the images are read; None where
-    the file cannot say (reading it then names what is wrong)."""
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return DatasetShape(
-                int(f.attrs["num_classes"]), int(f.attrs["image_size"]), int(f.attrs["channels"])
-            )
-    except (OSError, KeyError, ValueError, TypeError):
-        return None
 
 
 @dataclass
@@ -47,7 +24,7 @@ class Network:
 
 def build_network(settings: Settings, prepared, device: torch.device) -> Network:
     """The run's model (its family with its model_args) for the prepared dataset's shape
-    (`prepared`: an `imgzoo.data.Prepared` or a `DatasetShape`).
+    (`prepared`: an `imgzoo.data.Prepared` or a `imgzoo.data.store.Shape`).
 
     Its initial weights come from torch's global generator: seed it first.
     """
