@@ -16,10 +16,10 @@ and per-account QOS limits are not read: sbatch's refusal is retried where they 
 from __future__ import annotations
 
 import getpass
-import subprocess
 from dataclasses import dataclass, field
 
-COMMAND_TIMEOUT_S = 30
+from imgzoo.slurm_commands import rows
+
 DEFAULT_QOS = "normal"  # what SLURM gives a job whose association names no default QOS
 
 
@@ -58,23 +58,13 @@ class SubmitLimits:
 NO_LIMITS = SubmitLimits()
 
 
-def _lines(command: list[str]) -> list[list[str]] | None:
-    try:
-        out = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if out.returncode != 0:
-        return None
-    return [line.split("|") for line in out.stdout.splitlines() if line.strip()]
-
-
 def _number(text: str) -> int | None:
     return int(text) if text.strip().isdigit() else None
 
 
 def cluster_name() -> str | None:
     """This cluster's name (`scontrol show config`), None where scontrol does not answer."""
-    for fields in _lines(["scontrol", "show", "config"]) or []:
+    for fields in rows(["scontrol", "show", "config"]) or []:
         key, _, value = fields[0].partition("=")
         if key.strip() == "ClusterName":
             return value.strip()
@@ -87,15 +77,15 @@ def read_limits(user: str | None = None) -> SubmitLimits | None:
     cluster = cluster_name()
     where = ["where", f"user={user}"] + ([f"cluster={cluster}"] if cluster else [])
     sacctmgr = ["sacctmgr", "-n", "-P", "show"]
-    rows = _lines(
+    assocs = rows(
         sacctmgr + ["assoc", *where, "format=Account,Partition,MaxSubmitJobs,DefaultQOS,QOS"]
     )
-    users = _lines(sacctmgr + ["user", user, "format=DefaultAccount"])
-    qos = _lines(sacctmgr + ["qos", "format=Name,MaxSubmitJobsPerUser"])
-    if rows is None or qos is None:
+    users = rows(sacctmgr + ["user", user, "format=DefaultAccount"])
+    qos = rows(sacctmgr + ["qos", "format=Name,MaxSubmitJobsPerUser"])
+    if assocs is None or qos is None:
         return None
     associations = {}
-    for account, partition, max_submit, default_qos, allowed, *_ in rows:
+    for account, partition, max_submit, default_qos, allowed, *_ in assocs:
         # no default QOS: the one the association allows, where it allows one, else SLURM's
         allowed_qos = [q for q in allowed.split(",") if q]
         default_qos = default_qos or (allowed_qos[0] if len(allowed_qos) == 1 else DEFAULT_QOS)

@@ -22,10 +22,10 @@ from __future__ import annotations
 import getpass
 import re
 import shlex
-import subprocess
 import time
 from dataclasses import dataclass, field
 
+from imgzoo.slurm_commands import ask, chunks
 from imgzoo.slurm_submit import SubmittedRun
 
 # sacct/squeue states after which a job will not run again (PREEMPTED: unless it is requeued).
@@ -45,9 +45,6 @@ FINAL_STATES = {
 # Rounds in a row without sacct listing a job before squeue is asked about it (then again after
 # as many more).
 UNLISTED_ROUNDS = 5
-COMMAND_TIMEOUT_S = 60
-# Job ids per sacct/squeue/scancel command line (far below any argument limit).
-IDS_PER_CALL = 2000
 
 
 @dataclass(frozen=True)
@@ -63,23 +60,11 @@ class JobState:
 GONE = JobState("UNKNOWN")  # neither sacct nor squeue knows the job (any more)
 
 
-def _run(command: list[str]) -> subprocess.CompletedProcess | None:
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-
-
-def _chunks(ids: list[str]):
-    for start in range(0, len(ids), IDS_PER_CALL):
-        yield ids[start : start + IDS_PER_CALL]
-
-
 def sacct_states(job_ids: list[str]) -> dict[str, JobState] | None:
     """The newest record of each job that accounting knows; None where sacct does not answer."""
     states = {}
-    for ids in _chunks(job_ids):
-        out = _run(
+    for ids in chunks(job_ids):
+        out = ask(
             ["sacct", "-n", "-P", "-X", "-o", "JobIDRaw,State,ExitCode", "-j", ",".join(ids)]
         )
         if out is None or out.returncode != 0:
@@ -95,8 +80,8 @@ def squeue_states(job_ids: list[str]) -> dict[str, JobState] | None:
     """The state of each job slurmctld still knows (finished ones for MinJobAge seconds), GONE
     for the others; None where squeue does not answer."""
     states = {}
-    for ids in _chunks(job_ids):
-        out = _run(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(ids)])
+    for ids in chunks(job_ids):
+        out = ask(["squeue", "-h", "-t", "all", "-o", "%i|%T", "-j", ",".join(ids)])
         if out is None:
             return None
         if out.returncode != 0 and "Invalid job id" not in out.stderr:
@@ -114,7 +99,7 @@ def queued_scripts(user: str | None = None) -> dict[str, str] | None:
     out is found here by its script, which names one submission only (a job's name could be
     another checkout's run of the same name)."""
     user = user or getpass.getuser()
-    out = _run(["squeue", "-h", "-u", user, "-o", "%i|%o"])
+    out = ask(["squeue", "-h", "-u", user, "-o", "%i|%o"])
     if out is None or out.returncode != 0:
         return None
     scripts = {}
@@ -156,8 +141,8 @@ class StatusQuery:
 
 def cancel(job_ids: list[str]) -> None:
     """scancel every job (one call); jobs already over are no error."""
-    for ids in _chunks(sorted(set(job_ids))):
-        _run(["scancel", *ids])
+    for ids in chunks(sorted(set(job_ids))):
+        ask(["scancel", *ids])
 
 
 # ---- what became of one run ---------------------------------------------------------------------

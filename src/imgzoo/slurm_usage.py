@@ -1,5 +1,5 @@
 """What SLURM's accounting says finished jobs used, for the efficiency table: one `sacct` call
-for all their ids (in chunks of IDS_PER_CALL), on the login node.
+for all their ids (`imgzoo.slurm_commands`), on the login node.
 
 Per job, every attempt together (`sacct -D`: a requeued job has a record per attempt): the time it
 ran, its longest attempt, the CPU time of its steps (`TotalCPU`) over its allocated CPUs and
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 
-from imgzoo.slurm_status import COMMAND_TIMEOUT_S, FINAL_STATES, IDS_PER_CALL
+from imgzoo.slurm_commands import ask, chunks
+from imgzoo.slurm_status import FINAL_STATES
 
 FIELDS = (
     "JobIDRaw",
@@ -96,14 +96,9 @@ def job_usage(job_ids: list[str], *, settle_s: float = SETTLE_S) -> dict[str, Jo
 def _sacct(job_ids: list[str]) -> dict[str, JobUsage] | None:
     ids = sorted(set(job_ids), key=lambda j: (len(j), j))
     lines = []
-    for start in range(0, len(ids), IDS_PER_CALL):
-        chunk = ",".join(ids[start : start + IDS_PER_CALL])
-        command = ["sacct", "-n", "-P", "-D", "-o", ",".join(FIELDS), "-j", chunk]
-        try:
-            out = subprocess.run(command, capture_output=True, text=True, timeout=COMMAND_TIMEOUT_S)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if out.returncode != 0:
+    for chunk in chunks(ids):
+        out = ask(["sacct", "-n", "-P", "-D", "-o", ",".join(FIELDS), "-j", ",".join(chunk)])
+        if out is None or out.returncode != 0:
             return None
         lines += out.stdout.splitlines()
     return {job_id: usage for job_id, usage in parse_sacct(lines).items() if job_id in ids}
