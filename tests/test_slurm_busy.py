@@ -8,6 +8,7 @@ cluster's QOS `normal` and restored after (the cluster enforces limits:
 `AccountingStorageEnforce=limits`).
 """
 
+import math
 import os
 import re
 import shutil
@@ -364,8 +365,13 @@ def test_efficiency_table_agrees_with_sacct(limited):
         cpu = sum(clock_s(step["TotalCPU"]) for step in steps)
         cpu_time = float(alloc["ElapsedRaw"]) * int(alloc["AllocCPUS"])
         assert 0 < row.cpu_efficiency == pytest.approx(cpu / cpu_time)
-        assert rss, f"sacct recorded no MaxRSS for job {job}"
-        assert row.mem_peak_gb * 1024**2 == pytest.approx(max(rss))
+        # a job shorter than SLURM's accounting interval may have no MaxRSS recorded yet (or
+        # ever), and one recorded after the table was made is not in it: the table then leaves
+        # the peak blank instead of guessing
+        if not rss:
+            assert math.isnan(row.mem_peak_gb), f"job {job}: a peak sacct does not have"
+        elif not math.isnan(row.mem_peak_gb):
+            assert row.mem_peak_gb * 1024**2 == pytest.approx(max(rss))
     markdown = (limited["workdir"] / LAYOUT.table("efficiency", "md")).read_text()
     # 10 minutes asked, a few seconds used: the table says so
     assert re.search(

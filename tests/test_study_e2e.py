@@ -157,8 +157,8 @@ def test_study_on_a_cifar10_archive_runs_end_to_end(tmp_path):
     assert f'src="data:image/png;base64,{accuracy_png.decode()}"' in front
     linked = re.findall(r'href="javascript:[^"]*?handleSelectedResult\(\'([^\']+)\'\)', front)
     assert [path.rsplit("/", 1)[1] for path in linked] == [
-        "curves.png", "summary.html", "reproduction.html", "comparisons.html", "headline.html",
-        "runs.html",
+        "curves.png", "summary.html", "efficiency.html", "reproduction.html",
+        "comparisons.html", "headline.html", "runs.html",
     ]
     assert "<table" not in front  # the tables are items of their own, a click away
 
