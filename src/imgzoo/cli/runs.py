@@ -15,7 +15,8 @@ from imgzoo.paths import METRICS
 
 
 def cmd_check(args) -> int:
-    study = study_of(args)
+    # A study whose data is still to be downloaded is a valid config: said below, not refused.
+    study = study_of(args, check_sources=False)
     if args.up_to_date:
         from imgzoo.status import up_to_date_logs
 
@@ -51,7 +52,22 @@ def cmd_check(args) -> int:
         + (f", {repeats} of them repeat another run's settings" if repeats else "")
         + f": {_count(len(trained), 'training')}"
     )
+    if missing := missing_data(study):
+        print(f"data missing (Snakemake will not start until it is there): {missing}")
     return 0
+
+
+def missing_data(study) -> str | None:
+    """What the study's datasets lack, in one line (`imgzoo.data.require_sources`), or None."""
+    from imgzoo.data import require_sources
+    from imgzoo.errors import DataError
+
+    used = dict.fromkeys(run.dataset for run in study.runs)
+    try:
+        require_sources({d: study.data_options(d) for d in used}, study.layout.data)
+    except DataError as e:
+        return str(e)
+    return None
 
 
 def _count(n: int, what: str) -> str:
