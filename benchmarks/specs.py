@@ -15,9 +15,9 @@ def spec_of(
     data: dict | None = None,
     **train,
 ) -> RunSpec:
-    """Seed 0 of a one-experiment study of `model` (a family or preset, with `model_args`) on
-    `dataset` (with preparation options `data`): the config's training defaults, no warm-up,
-    then `train`."""
+    """Seed 0 of a one-experiment study of `model` (any name a study's `model:` takes, with
+    `model_args`) on `dataset` (with preparation options `data`): the config's training
+    defaults, no warm-up, then `train`."""
     study = Study(
         {
             "name": "bench",
@@ -25,7 +25,7 @@ def spec_of(
             "seeds": [0],
             "data": {dataset: data or {}},
             "train": {"warmup_epochs": 0, **train},
-            "experiments": {model: {"model": model, "model_args": model_args or {}}},
+            "experiments": {"bench": {"model": model, "model_args": model_args or {}}},
         }
     )
-    return study.spec(Run(dataset, model, 0))
+    return study.spec(Run(dataset, "bench", 0))

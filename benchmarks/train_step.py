@@ -60,8 +60,8 @@ TARGETS_BLOCK = re.compile(r"```yaml\n# targets of benchmarks/train_step\.py\n(.
 
 DEFAULT_MODELS = ("mlp", "mixer", "resnet18", "vit-small")
 
-# Bench names that are not catalog names: a family plus model_args. Any family or preset of the
-# catalog can be benchmarked as well.
+# Bench names that are not catalog names: a family plus model_args. Any name a study's `model:`
+# takes can be benchmarked as well (a family, a preset, `timm/<name>`, `file.py:callable`).
 BENCH_MODELS = {
     # the ViT size the python-stack notes measured (timm's vit_tiny layout at patch 4: 64 tokens)
     "vit-small": ("vit", {"patch_size": 4, "dim": 192, "depth": 6, "heads": 3, "dropout": 0.0}),
@@ -247,7 +247,7 @@ def resolve_model(name: str, model_args: dict | None = None) -> tuple[str, dict]
     if name in BENCH_MODELS:
         family, args = BENCH_MODELS[name]
         return family, {**args, **(model_args or {})}
-    if name in catalog.FAMILIES or name in catalog.PRESETS:
+    if name in catalog.FAMILIES or name in catalog.PRESETS or catalog.is_open(name):
         return name, dict(model_args or {})
     raise unknown_name("model", name, [*BENCH_MODELS, *catalog.known_models()])
 
@@ -735,8 +735,8 @@ def build_parser() -> argparse.ArgumentParser:
         "and the same model trained by a torchvision/DataLoader reference loop.",
     )
     parser.add_argument("--models", nargs="+", metavar="MODEL",
-                        help="families, presets or vit-small (default: mlp mixer resnet18 "
-                        "vit-small)")
+                        help="any model a study takes (a family, a preset, timm/<name>, "
+                        "file.py:callable) or vit-small (default: mlp mixer resnet18 vit-small)")
     parser.add_argument("--model-args", action="append", metavar="MODEL=JSON",
                         help='model_args for one model, e.g. mixer=\'{"dim": 256}\' (repeatable)')
     parser.add_argument("--image-size", type=int, default=32)

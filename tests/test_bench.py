@@ -146,3 +146,23 @@ def test_the_documented_command_runs(tmp_path):
     assert "train img/s" in result.stdout
     (row,) = json.loads(out.read_text())["rows"]
     assert _positive(row["train_img_s"])
+
+
+def test_a_network_from_the_users_file_is_benchmarked(tmp_path, monkeypatch):
+    """Any name a study's `model:` takes, here `file.py:callable`, as the run would build it."""
+    (tmp_path / "tiny_net.py").write_text(
+        "from torch import nn\n\n\n"
+        "def build(num_classes, image_size, in_chans, width=8):\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(in_chans * image_size ** 2, width),\n"
+        "                         nn.ReLU(), nn.Linear(width, num_classes))\n"
+    )
+    monkeypatch.chdir(tmp_path)  # the file's path is relative to the working directory
+    out = tmp_path / "bench.json"
+    args = [*TINY[2:-2], "--models", "tiny_net.py:build", "--model-args",
+            'tiny_net.py:build={"width": 12}', "--no-reference", "--out", str(out)]
+    assert main(args) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["family"] == "tiny_net.py:build"
+    assert json.loads(row["model_args"]) == {"width": 12}
+    assert row["params"] == 3 * 8 * 8 * 12 + 12 + 12 * 10 + 10
+    assert _positive(row["train_img_s"])
