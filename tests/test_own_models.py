@@ -219,3 +219,45 @@ def test_a_file_models_hash_is_in_its_settings_and_changes_only_its_runs(in_tmp)
     after = {name: Study(config).spec(run) for name, run in runs.items()}
     assert after["x"].key() != before["x"].key()
     assert after["mlp"].key() == before["mlp"].key()
+
+
+# A network spread over files, as researchers write one: the file imports a module beside it,
+# which imports a package beside it (and a relative import inside that package).
+SPREAD = {
+    "nets/spread.py": "import torch\nfrom blocks import Block\n\n\n"
+                      "def build(num_classes, image_size, in_chans):\n"
+                      "    return torch.nn.Sequential(Block(in_chans), torch.nn.Flatten(),\n"
+                      "        torch.nn.Linear(in_chans * image_size ** 2, num_classes))\n",
+    "nets/blocks.py": "from torch import nn\nfrom parts.act import act\n\n\n"
+                      "class Block(nn.Module):\n    def __init__(self, c):\n"
+                      "        super().__init__()\n"
+                      "        self.conv, self.act = nn.Conv2d(c, c, 3, padding=1), act()\n\n"
+                      "    def forward(self, x):\n        return self.act(self.conv(x))\n",
+    "nets/parts/__init__.py": "",
+    "nets/parts/act.py": "from . import scale\n\n\n"
+                         "def act():\n    from torch import nn\n    return nn.ReLU()\n",
+    "nets/parts/scale.py": "FACTOR = 1.0\n",
+    "nets/unused.py": "raise RuntimeError('never imported')\n",
+}
+
+
+def test_the_modules_a_file_imports_beside_it_are_its_source(in_tmp):
+    for name, text in SPREAD.items():
+        (in_tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (in_tmp / name).write_text(text)
+    config = config_of("nets/spread.py:build")
+    config["experiments"]["net"] = {"model": "nets/net.py:build"}
+    run, other = Run("digits", "x", 0), Run("digits", "net", 0)
+    assert Study(config).model_sources(run) == [
+        "nets/spread.py", "nets/blocks.py", "nets/parts/__init__.py", "nets/parts/act.py",
+        "nets/parts/scale.py",
+    ]
+    assert Study(config).model_sources(other) == ["nets/net.py"]  # it imports torch only
+    before = {r: Study(config).spec(r).key() for r in (run, other)}
+    # the hash covers every module of the source: an edit of the deepest re-runs its runs only
+    (in_tmp / "nets/parts/scale.py").write_text("FACTOR = 2.0\n")
+    after = {r: Study(config).spec(r).key() for r in (run, other)}
+    assert after[run] != before[run] and after[other] == before[other]
+    # a module beside the file that it does not import is not its source
+    (in_tmp / "nets/unused.py").write_text("# edited\n")
+    assert Study(config).spec(run).key() == after[run]

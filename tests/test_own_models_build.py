@@ -3,13 +3,14 @@ from a file, each checked on a dummy batch; their first layers for the weight gr
 mistake one line, before the dataset's images are read and before anything is written."""
 
 import shutil
+import sys
 
 import h5py
 import numpy as np
 import pytest
 import torch
 import yaml
-from test_own_models import NET
+from test_own_models import NET, SPREAD
 
 from imgzoo import models
 from imgzoo.cli import main
@@ -90,6 +91,40 @@ def test_a_file_network_is_built_with_the_shape_and_its_arguments(tmp_path, monk
     # its first layer: the convolution's kernels
     tiles, kind = models.first_layer_tiles(model)
     assert kind == "conv" and tiles.shape == (5, 3, 3)
+
+
+@pytest.fixture
+def own_imports(tmp_path, monkeypatch):
+    """sys.path as it was, and no module of tmp_path left imported, after the test."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield
+    for name, module in list(sys.modules.items()):
+        if str(tmp_path) in str(getattr(module, "__file__", None)):
+            del sys.modules[name]
+
+
+def test_a_network_spread_over_files_is_built_from_the_modules_beside_it(tmp_path, monkeypatch,
+                                                                        own_imports):
+    monkeypatch.chdir(tmp_path)
+    for name, text in SPREAD.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    model = make("nets/spread.py:build", size=8, chans=1)
+    assert model(torch.rand(2, 1, 8, 8)).shape == (2, 10)
+    assert sys.path[0] == str(tmp_path / "nets")
+    assert sys.modules["blocks"].__file__ == str(tmp_path / "nets" / "blocks.py")
+    assert "unused" not in sys.modules
+
+    # another network whose module has the same name as one this process already imported
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "blocks.py").write_text(SPREAD["nets/blocks.py"])
+    (tmp_path / "other" / "net.py").write_text(SPREAD["nets/spread.py"] + "# another\n")
+    with pytest.raises(ConfigError) as clash:
+        make("other/net.py:build", size=8, chans=1)
+    assert str(clash.value) == (
+        f"model file 'other/net.py': its module 'blocks' (other/blocks.py) has the name of a "
+        f"module already imported from {tmp_path / 'nets' / 'blocks.py'}: rename it"
+    )
 
 
 FIRST_LAYERS = '''

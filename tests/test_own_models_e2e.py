@@ -10,9 +10,10 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import BIN, environment, snakemake
-from test_own_models import NET, docs_block
+from test_own_models import NET, SPREAD, docs_block
 
 from imgzoo import runlog
+from imgzoo.models import file_source
 from imgzoo.paths import Layout
 
 # The study of docs/models.md, as written (its name: the file's, my-study).
@@ -104,3 +105,35 @@ def test_the_slurm_profile_trains_them_in_jobs(tmp_path, slurm_cluster):
         assert log.attrs["slurm_job_ids"], experiment  # trained in a SLURM job
         assert log.epochs["test_acc"][-1] > 4 * CHANCE, experiment
     assert read_log(folder, "mine").attrs["model_file"] == "nets/my_net.py"
+
+
+@pytest.mark.slow
+def test_a_network_spread_over_files_trains_and_an_edit_of_its_module_re_runs_only_its_run(
+    tmp_path, monkeypatch,
+):
+    for name, text in SPREAD.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    study = {
+        "name": "spread", "datasets": ["digits"], "seeds": [0],
+        "train": {"epochs": 2, "batch_size": 64, "lr": 0.01, "augment": "none"},
+        "experiments": {"spread": {"model": "nets/spread.py:build"},
+                        "plain": {"model": "mlp", "model_args": {"hidden": [32]}}},
+    }
+    (tmp_path / "spread.yaml").write_text(yaml.safe_dump(study))
+    layout = Layout("spread")
+    logs = [layout.run_log("digits", experiment, 0) for experiment in ("spread", "plain")]
+    done = snakemake(tmp_path, "--cores", "2", *logs, configfile=tmp_path / "spread.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    log = runlog.read(tmp_path / logs[0])
+    assert log.attrs["model_file"] == "nets/spread.py"
+    monkeypatch.chdir(tmp_path)  # the source's paths are relative to the working directory
+    assert log.attrs["model_file_sha256"] == file_source.source_sha256("nets/spread.py")
+    assert log.attrs["model_file_sha256"] != file_source.sha256("nets/spread.py")
+    assert log.epochs["test_acc"][-1] > 4 * CHANCE
+
+    (tmp_path / "nets" / "parts" / "scale.py").write_text("FACTOR = 3.0\n")  # a module's edit
+    planned = snakemake(tmp_path, "-n", "--cores", "2", *logs,
+                        configfile=tmp_path / "spread.yaml")
+    assert planned.returncode == 0, planned.stderr[-2000:]
+    assert train_jobs(planned.stdout) == [logs[0]]

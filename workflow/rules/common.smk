@@ -49,11 +49,11 @@ def run_settings(wildcards):
     return STUDY.spec(run_of(wildcards)).settings.to_json()
 
 
-def model_file(wildcards):
-    """A network from the user's file: that file is an input of the run (editing it re-runs
-    exactly the runs that use it); none for any other model."""
-    path = STUDY.model_file(run_of(wildcards))
-    return [path] if path else []
+def model_sources(wildcards):
+    """A network from the user's file: that file and the modules beside it that it imports are
+    inputs of the run (editing one re-runs exactly the runs that use it); none for any other
+    model."""
+    return STUDY.model_sources(run_of(wildcards))
 
 
 def run_resource(name):

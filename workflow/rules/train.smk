@@ -8,7 +8,7 @@
 rule train:
     input:
         data=LAYOUT.data(),
-        model_file=model_file,
+        model_sources=model_sources,
     output:
         metrics=LAYOUT.run_log(),
     log:

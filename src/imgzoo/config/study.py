@@ -148,11 +148,17 @@ class Study:
     # ---- one run's spec -------------------------------------------------------------------
 
     def model_file(self, run: Run) -> str | None:
-        """The file of a run whose network comes from one (`model: path.py:callable`): an input
-        of its train rule, so that editing the file re-runs exactly the runs that use it."""
+        """The file of a run whose network comes from one (`model: path.py:callable`)."""
         family, _ = catalog.resolve(self.experiments[run.experiment]["model"])
         found = catalog.model_file(family)
         return found[0] if found else None
+
+    def model_sources(self, run: Run) -> list[str]:
+        """The network's source where it comes from a file: that file and the modules beside it
+        that it imports, inputs of the train rule, so that editing one re-runs exactly the runs
+        that use it; none for any other model."""
+        path = self.model_file(run)
+        return [path, *file_source.local_modules(path)] if path else []
 
     def data_options(self, dataset: str) -> dict:
         return dict(self.config["data"].get(dataset, {}))
@@ -201,7 +207,7 @@ class Study:
             model_args=model_args,
             train=self._resolved_padding(train, dataset),
             data=self.data_options(dataset),
-            model_file_sha256=file_source.sha256(path) if path else None,
+            model_file_sha256=file_source.source_sha256(path) if path else None,
         )
         return RunSpec(
             RunId(self.name, experiment, dataset, int(run.seed)),

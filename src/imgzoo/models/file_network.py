@@ -1,7 +1,9 @@
 """A network from the user's own file, built in the job (`model: nets/my_net.py:build`).
 
-The file is imported as a module of its own (nothing is added to sys.path: the network is that
-one file, which is what the workflow watches) and the callable is called with the dataset's shape
+The file is imported as a module of its own. Where it imports modules beside it
+(`imgzoo.models.file_source.local_modules`, which the workflow watches with the file), its folder
+is put first on sys.path so that Python finds them there; otherwise nothing is added to
+sys.path. The callable is called with the dataset's shape
 and the study's model arguments, by keyword:
 `build(num_classes=..., image_size=..., in_chans=..., **model_args)`. Whatever goes wrong is one
 line naming the file (and the line of it an exception came from).
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+from pathlib import Path
 from types import ModuleType
 
 from torch import nn
@@ -46,9 +49,11 @@ def build(path: str, name: str, *, num_classes: int, image_size: int, in_chans: 
 
 
 def _import(path: str, where: str) -> ModuleType:
-    module_name = f"imgzoo_model_file_{file_source.sha256(path)[:16]}"
+    module_name = f"imgzoo_model_file_{file_source.source_sha256(path)[:16]}"
     if module_name in sys.modules:
         return sys.modules[module_name]
+    if file_source.local_modules(path):
+        _put_folder_on_path(path, where)
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
@@ -58,3 +63,21 @@ def _import(path: str, where: str) -> ModuleType:
         del sys.modules[module_name]
         raise ConfigError(f"{where}: importing it failed: {error_line(error, path)}") from error
     return module
+
+
+def _put_folder_on_path(path: str, where: str) -> None:
+    """The file's folder first on sys.path, so that its local modules are found there; a local
+    module whose name this process has already imported from elsewhere (an installed package of
+    the same name, or another network's module) is a ConfigError, not a silent mix-up."""
+    folder = Path(path).parent.absolute()
+    for module in file_source.local_modules(path):
+        relative = Path(module).absolute().relative_to(folder)
+        name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
+        loaded = getattr(sys.modules.get(name), "__file__", None)
+        if loaded is not None and Path(loaded).absolute() != Path(module).absolute():
+            raise ConfigError(
+                f"{where}: its module '{name}' ({module}) has the name of a module already "
+                f"imported from {loaded}: rename it"
+            )
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))

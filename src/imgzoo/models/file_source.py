@@ -7,9 +7,13 @@ parameters must take `num_classes`, `image_size`, `in_chans` and every model arg
 gives. What needs the network itself (a module comes back, its logits' shape) is checked when
 the job builds it (`imgzoo.models.file_network`).
 
-The file's content hash is part of the run's settings (`imgzoo.spec.Settings.model_file_sha256`),
-so editing the file re-runs exactly the runs that use it, and a job refuses a file that changed
-after the workflow planned the run.
+The network's source is the file and the modules beside it that it imports (`from blocks import
+Block` finds `blocks.py` or `blocks/` in the file's folder, and so on through what those import):
+they are found by reading the import statements, so they are watched as the file is. Their
+content hash (`source_sha256`: the file's own hash where it imports nothing beside it) is part of
+the run's settings (`imgzoo.spec.Settings.model_file_sha256`), so editing any of them re-runs
+exactly the runs that use it, and a job refuses a source that changed after the workflow planned
+the run.
 """
 
 from __future__ import annotations
@@ -35,6 +39,78 @@ def sha256(path: str) -> str:
 @functools.lru_cache(maxsize=256)
 def _sha256(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def source_sha256(path: str) -> str:
+    """The hash of the network's source: the file's own where it imports nothing beside it, else
+    of the file and its local modules together (their paths relative to its folder, and hashes)."""
+    modules = local_modules(path)
+    if not modules:
+        return sha256(path)
+    folder = Path(path).parent
+    lines = [f"{Path(p).relative_to(folder)} {sha256(p)}\n" for p in [path, *modules]]
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
+def local_modules(path: str) -> list[str]:
+    """The files beside `path` (in its folder, and under it) that it imports, directly or through
+    each other, sorted: the modules Python finds there once the folder is on its path. Installed
+    packages are not among them (they are not in the folder)."""
+    folder = Path(path).parent
+    found: set[Path] = set()
+    todo = [Path(path)]
+    while todo:
+        current = todo.pop()
+        for module in _imported_files(current, folder):
+            if module not in found and module != Path(path):
+                found.add(module)
+                todo.append(module)
+    return sorted(str(p) for p in found)
+
+
+def _imported_files(path: Path, folder: Path) -> list[Path]:
+    """The files under `folder` that the module at `path` imports (absolute imports resolved from
+    `folder`, relative ones from the module's own package)."""
+    stat = _stat(str(path))
+    files = []
+    for level, dotted in _imported_names(str(path.absolute()), stat.st_mtime_ns, stat.st_size):
+        base = folder
+        if level:  # `from .x import y` is x beside the module; each further dot one folder up
+            base = path.parent
+            for _ in range(level - 1):
+                base = base.parent
+        parts = dotted.split(".") if dotted else []
+        # `a.b.c` runs a, a.b and a.b.c: each a module file or a package's __init__.py (and
+        # `from . import x` its own package's)
+        candidates = [base / "__init__.py"] if not parts else []
+        for depth in range(1, len(parts) + 1):
+            stem = base.joinpath(*parts[:depth])
+            candidates += [stem.with_suffix(".py"), stem / "__init__.py"]
+        files += [c for c in candidates if c.is_file() and folder in c.parents]
+    return files
+
+
+@functools.lru_cache(maxsize=256)
+def _imported_names(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, str], ...]:
+    """(level, dotted name) of every module the file may import, wherever the import statement
+    is: `from a import b` may import the module a.b, so both a and a.b are named. A file that
+    does not parse imports nothing here (`check` says what is wrong with the network's file)."""
+    try:
+        tree = ast.parse(Path(path).read_bytes(), filename=path)
+    except (SyntaxError, ValueError):
+        return ()
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.extend((0, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names.append((node.level, module))
+            names.extend(
+                (node.level, f"{module}.{alias.name}" if module else alias.name)
+                for alias in node.names if alias.name != "*"
+            )
+    return tuple(names)
 
 
 def _stat(path: str) -> os.stat_result:
@@ -114,9 +190,13 @@ def _check_parameters(where: str, function: ast.FunctionDef, model_args: dict) -
 
 
 def check_unchanged(path: str, expected_sha256: str) -> None:
-    """ConfigError unless the file still has the content the run was planned with."""
-    if sha256(path) != expected_sha256:
+    """ConfigError unless the file and its local modules still have the content the run was
+    planned with."""
+    if source_sha256(path) != expected_sha256:
+        modules = local_modules(path)
+        what = f" or a module beside it ({', '.join(modules)})" if modules else ""
         raise ConfigError(
-            f"model file '{path}' changed after this run was planned (its sha256 is no longer "
-            f"{expected_sha256[:12]}...): run the workflow again to plan it with the new file"
+            f"model file '{path}'{what} changed after this run was planned (its sha256 is no "
+            f"longer {expected_sha256[:12]}...): run the workflow again to plan it with the new "
+            f"source"
         )
