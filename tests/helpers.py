@@ -13,6 +13,11 @@ from imgzoo.models import builder, catalog
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# A model that passes every check a study makes and fails in its job: a user's network whose
+# build() raises, and the message the job fails with.
+RAISING_FILE = REPO / "tests" / "nets" / "raises.py"
+RAISING_MODEL = f"{RAISING_FILE}:build"
+RAISED = f"model file '{RAISING_FILE}': build() failed: ValueError: the network has a bug"
 
 
 def environment(**extra: str) -> dict:

@@ -11,6 +11,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import submitit
+from helpers import RAISED, RAISING_MODEL
 
 from imgzoo import mps, runlog
 from imgzoo.config import Run, Study
@@ -40,8 +41,7 @@ CONFIG = {
         "mlp": {"model": "mlp", "model_args": {"hidden": [16]}},
         "longer": {"model": "mlp", "resources": {"time_min": 30}},
         "alone": {"model": "mlp", "resources": {"pack": 1, "gpu_mem_fraction": 0.25}},
-        # passes the config's checks, fails in its job: 8 px digits are no multiple of 3 px patches
-        "raises": {"model": "mixer", "model_args": {"patch_size": 3, "dim": 16, "depth": 1}},
+        "raises": {"model": RAISING_MODEL},  # passes the study's checks, fails in its job
     },
 }
 
@@ -218,13 +218,10 @@ def test_a_pack_trains_each_run_in_its_own_process_and_one_that_raises_fails_alo
     }
     results = {run.name: read_result(run_files(run.log_folder, job.job_id).result) for run in runs}
     outcome, traceback = results["imgzoo:digits:raises:s0"]
-    assert (
-        "ConfigError: model family 'mixer': image size 8 is not divisible by patch_size=3"
-        in traceback
-    )
+    assert f"ConfigError: {RAISED}" in traceback
     # each run's own log holds its own story
     raised = run_files(runs[1].log_folder, job.job_id).stderr.read_text()
-    assert "patch_size=3" in raised and "epoch 1/2" not in raised
+    assert RAISED in raised and "epoch 1/2" not in raised
     trained = run_files(runs[0].log_folder, job.job_id).stderr.read_text()
     assert "[digits/mlp/s0] epoch 2/2" in trained
     for run in (runs[0], runs[2]):

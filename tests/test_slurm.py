@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import BIN, REPO, environment
+from helpers import BIN, RAISED, RAISING_MODEL, REPO, environment
 
 from imgzoo import runlog
 from imgzoo.config import Run, Study
@@ -658,8 +658,7 @@ PACK_INTERRUPTED = {
         "wide": {"model": "mlp", "model_args": {"hidden": [512, 512]}},
         "wide2": {"model": "mlp", "model_args": {"hidden": [256, 256]}},
         "short": {"model": "mlp", "model_args": {"hidden": [32]}, "epochs": 1},
-        # passes the config's checks, fails in its job: 8 px digits are no multiple of 3 px patches
-        "raises": {"model": "mixer", "model_args": {"patch_size": 3, "dim": 16, "depth": 1}},
+        "raises": {"model": RAISING_MODEL},  # passes the study's checks, fails in its job
     },
 }
 RESUMED = ["wide", "wide2"]
@@ -727,8 +726,8 @@ def test_a_run_that_raises_in_a_pack_fails_alone_with_its_own_message(pack_inter
     last = train_log(workdir, "raises", 0).read_text().strip().splitlines()[-1]
     message = last.removeprefix("imgzoo: error: ")
     assert re.fullmatch(
-        rf"SLURM job {job_id} FAILED: imgzoo\.errors\.ConfigError: model family 'mixer': "
-        rf"image size 8 is not divisible by patch_size=3.* \[logs: {re.escape(str(own))}\]",
+        rf"SLURM job {job_id} FAILED: imgzoo\.errors\.ConfigError: {re.escape(RAISED)}.* "
+        rf"\[logs: {re.escape(str(own))}\]",
         message,
     ), message
     assert f"message: {message}" in pack_interrupted["output"]  # Snakemake's error report
@@ -748,9 +747,7 @@ FAILING = {
     "report": {"weight_grids": False},
     "experiments": {
         "fine": {"model": "mlp", "model_args": {"hidden": [32]}},
-        # The config check knows the argument's name; only building the model rejects its value.
-        # passes the config's checks, fails in its job: 8 px digits are no multiple of 3 px patches
-        "raises": {"model": "mixer", "model_args": {"patch_size": 3, "dim": 16, "depth": 1}},
+        "raises": {"model": RAISING_MODEL},  # passes the study's checks, fails in its job
         "refused": {"model": "mlp", "resources": {"partition": "nope"}},
         "cancelled": {"model": "mlp", "epochs": 500},
     },
@@ -793,9 +790,7 @@ def test_job_that_raises_fails_its_rule_with_its_id_state_and_exception(failures
     message = error_line(failures, "raises")
     found = re.match(r"SLURM job (\d+) FAILED \(exit 1:0\): (.*) \[logs: (.*)\]$", message)
     assert found, message
-    assert "ConfigError: model family 'mixer': image size 8 is not divisible by patch_size=3" in (
-        found[2]
-    )
+    assert f"ConfigError: {RAISED}" in found[2]
     workdir = failures["workdir"]
     assert found[3] == f"{slurm_logs(workdir, 'raises', 0)}/{found[1]}/{found[1]}_0_log.err"
     assert final_state(found[1]) == "FAILED"

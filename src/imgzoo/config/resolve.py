@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from imgzoo import schema
 from imgzoo.errors import ConfigError, unknown_name
 from imgzoo.models import arguments as model_arguments
-from imgzoo.models import catalog, file_source, timm_names
+from imgzoo.models import catalog, file_source, joint_checks, timm_names
 from imgzoo.slurm_resources import sbatch_flags
 
 EXPERIMENT_KEYS = ("model", "model_args", "datasets", "per_dataset", "resources", "published")
@@ -49,6 +49,7 @@ def resolve(config: dict) -> Resolved:
             per_dataset = exp.get("per_dataset", {}).get(dataset, {})
             train = {**config["train"], **train_keys_of(exp), **train_keys_of(per_dataset)}
             check_train_together(f"experiments.{name}", dataset, train)
+            check_model_together(f"experiments.{name}", dataset, exp, per_dataset, config)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError("config 'seeds': a seed is listed twice")
     return Resolved(
@@ -116,6 +117,22 @@ def check_train_together(where: str, dataset: str, train: dict) -> None:
             f"config '{where}' on {dataset}: input_stats has {len(stats['mean'])} means and "
             f"{len(stats['std'])} stds; give one of each per channel"
         )
+
+
+def check_model_together(where: str, dataset: str, exp: dict, per_dataset: dict,
+                         config: dict) -> None:
+    """What the model's arguments must satisfy together and with the dataset's image size
+    (imgzoo.models.joint_checks), where that size is known before the data is prepared: a
+    patch size that does not divide it stops the study, not each of its jobs."""
+    from imgzoo.data import image_size
+
+    args = {**exp.get("model_args", {}), **per_dataset.get("model_args", {})}
+    family, args = catalog.resolve(exp["model"], args)
+    size = image_size(dataset, config["data"].get(dataset, {}))
+    try:
+        joint_checks.check(family, args, size)
+    except ConfigError as e:
+        raise ConfigError(f"config '{where}' on {dataset}: {e}") from None
 
 
 def train_keys_of(mapping: dict) -> dict:

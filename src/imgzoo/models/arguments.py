@@ -2,9 +2,10 @@
 
 One mechanism checks them, with one wording: `imgzoo.config` when a study is loaded (so a wrong
 name or value stops Snakemake before any job, a SLURM job included) and `imgzoo.models.create`
-before it builds. A builder checks only what needs the image size or several arguments at once
-(a patch size that divides the image, heads that divide the width). A test holds this table to
-the builders' signatures, so neither can drift from the other.
+before it builds. What needs the image size or several arguments at once (a patch size that
+divides the image, heads that divide the width) is `imgzoo.models.joint_checks`. A test holds
+this table to the builders' signatures, so neither can drift from the other; the builders'
+defaults are read from their source (`builder_defaults`), never written twice.
 
 Timm architectures and networks from a file (`catalog.is_open`) take arguments of their own,
 which only building them can check (in the job, `imgzoo.models.create`); here they are checked
@@ -13,6 +14,10 @@ arguments (`normalizer`, and a timm model's `pretrained_file` and `input_size`).
 """
 
 from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
 
 from imgzoo.errors import ConfigError, unknown_name
 from imgzoo.models import catalog
@@ -152,6 +157,26 @@ def names(family: str) -> list[str] | None:
     if catalog.is_open(family):
         return None
     return [*ARGUMENTS[family], *COMMON]
+
+
+@functools.cache
+def builder_defaults(family: str) -> dict:
+    """The default of each keyword argument of `family`'s builder (`imgzoo.models.builder`),
+    read from its module's source without importing it (which would import torch): the
+    builders' signatures stay the one home of their defaults. Defaults are literals (a test
+    holds this to the signatures)."""
+    module = catalog.FAMILIES[family][0]
+    source = Path(__file__).with_name(module.rsplit(".", 1)[1] + ".py")
+    functions = {
+        node.name: node for node in ast.parse(source.read_text()).body
+        if isinstance(node, ast.FunctionDef)
+    }
+    args = (functions.get(f"build_{family}") or functions["build"]).args
+    with_default = args.args[len(args.args) - len(args.defaults):]
+    positional = list(zip(with_default, args.defaults, strict=True))
+    # a keyword-only argument without a default has None here
+    keyword = [(a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d]
+    return {a.arg: ast.literal_eval(d) for a, d in [*positional, *keyword]}
 
 
 def check_model_args(family: str, model_args: dict) -> None:

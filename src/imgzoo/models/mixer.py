@@ -13,7 +13,7 @@ tokens). Two arguments cover what study 1 drew differently:
 from timm.models.mlp_mixer import MlpMixer
 from torch import nn
 
-from imgzoo.errors import ConfigError
+from imgzoo.models import joint_checks
 from imgzoo.models._common import to_tiles
 
 
@@ -48,17 +48,7 @@ class Mixer(MlpMixer):
 def build(num_classes, image_size, in_chans, *, patch_size=4, dim=128, depth=4,
           token_mlp_ratio=0.5, channel_mlp_ratio=4.0, dropout=0.0, init="timm",
           final_norm_eps=1e-6):
-    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
-    # satisfy together and with the image size
-    if image_size % patch_size:
-        raise ConfigError(
-            f"model family 'mixer': image size {image_size} is not divisible by "
-            f"patch_size={patch_size}; choose a patch size that divides it"
-        )
-    if int(token_mlp_ratio * dim) < 1 or int(channel_mlp_ratio * dim) < 1:
-        raise ConfigError(
-            f"model family 'mixer': the MLP ratios give an empty hidden layer at dim={dim}"
-        )
+    joint_checks.mixer(image_size, patch_size, dim, token_mlp_ratio, channel_mlp_ratio)
     return Mixer(
         image_size, patch_size, init, final_norm_eps, in_chans=in_chans,
         num_classes=num_classes, num_blocks=depth, embed_dim=dim,

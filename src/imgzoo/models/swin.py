@@ -9,7 +9,7 @@ is what the study trained, so the presets keep it.
 import numpy as np
 from timm.models.swin_transformer import SwinTransformer
 
-from imgzoo.errors import ConfigError
+from imgzoo.models import joint_checks
 from imgzoo.models._common import to_tiles
 
 
@@ -38,33 +38,7 @@ def build(
     mlp_ratio: float = 4.0,
     drop_path: float = 0.1,
 ) -> Swin:
-    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
-    # satisfy together and with the image size
-    depths, num_heads = list(depths), list(num_heads)
-    family = "model family 'swin'"
-    if image_size % patch_size:
-        raise ConfigError(
-            f"{family}: patch_size {patch_size} does not divide image_size {image_size}; "
-            "choose a patch size that divides it"
-        )
-    if len(depths) != len(num_heads):
-        raise ConfigError(
-            f"{family}: depths {depths} and num_heads {num_heads} need one entry per stage"
-        )
-    # each stage after the first halves the token grid (patch merging)
-    grid, smallest = image_size // patch_size, 2 ** (len(depths) - 1)
-    if grid < smallest:
-        raise ConfigError(
-            f"{family}: {len(depths)} stages need a token grid of at least {smallest}, but "
-            f"image_size {image_size} / patch_size {patch_size} = {grid}; use fewer stages or a "
-            "smaller patch"
-        )
-    for stage, heads in enumerate(num_heads):
-        width = embed_dim * 2**stage
-        if width % heads:
-            raise ConfigError(
-                f"{family}: stage {stage + 1} is {width} wide, not divisible by its {heads} heads"
-            )
+    joint_checks.swin(image_size, patch_size, embed_dim, depths, num_heads)
     return Swin(
         img_size=image_size,
         patch_size=patch_size,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from imgzoo.errors import ConfigError
+from imgzoo.models import joint_checks
 from imgzoo.models._common import to_tiles
 
 
@@ -169,18 +169,7 @@ def build(
     which is what study 3's implementation did."""
     pixel_heads = pixel_heads or heads
     pixel_dim_head = pixel_dim_head or dim_head
-    # each argument checked by imgzoo.models.arguments (create calls it); here what they must
-    # satisfy together and with the image size
-    if image_size % patch_size:
-        raise ConfigError(
-            f"model family 'tnt': patch_size {patch_size} does not divide image_size {image_size}; "
-            "choose a patch size that divides it"
-        )
-    if patch_size % pixel_size:
-        raise ConfigError(
-            f"model family 'tnt': pixel_size {pixel_size} does not divide patch_size {patch_size}; "
-            "choose a pixel size that divides the patch size"
-        )
+    joint_checks.tnt(image_size, patch_size, pixel_size)
     return TNT(
         num_classes=num_classes,
         image_size=image_size,

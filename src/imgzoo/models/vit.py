@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from imgzoo.errors import ConfigError
+from imgzoo.models import joint_checks
 from imgzoo.models._common import (
     to_tiles,
 )
@@ -322,28 +322,6 @@ class ViT(nn.Module):
         return to_tiles(self.patch_embed.filters()), "patch_embedding"
 
 
-def _check_together(image_size, patch_size, dim, heads, depth, pos, rel_attn, aux_heads) -> None:
-    """What the arguments must satisfy together and with the image size (each one alone is
-    checked by imgzoo.models.arguments, which `create` calls)."""
-    if image_size % patch_size:
-        raise ConfigError(
-            f"model family 'vit': patch_size {patch_size} does not divide image_size "
-            f"{image_size}; choose a patch size that divides it"
-        )
-    if dim % heads:
-        raise ConfigError(f"model family 'vit': heads {heads} must divide dim {dim}")
-    # the fixed sinusoids need whole sin/cos pairs per position axis
-    if (pos == "sincos2d" and dim % 4) or ((pos == "sincos2d_sum" or rel_attn) and dim % 2):
-        raise ConfigError(
-            f"model family 'vit': dim {dim} does not fit pos {pos!r}/rel_attn; use a multiple of 4"
-        )
-    if len(set(aux_heads)) != len(aux_heads) or any(k >= depth for k in aux_heads):
-        raise ConfigError(
-            f"model family 'vit': aux_heads {aux_heads} must be distinct layer numbers from 1 "
-            f"to depth-1 ({depth - 1})"
-        )
-
-
 def build(
     num_classes: int,
     image_size: int,
@@ -371,7 +349,7 @@ def build(
     qkv_bias: a bias on the q/k/v projection (nn.MultiheadAttention has one); init: see the
     module's docstring."""
     aux_heads = list(aux_heads or [])
-    _check_together(image_size, patch_size, dim, heads, depth, pos, rel_attn, aux_heads)
+    joint_checks.vit(image_size, patch_size, dim, heads, depth, pos, rel_attn, aux_heads)
     return ViT(
         num_classes=num_classes,
         image_size=image_size,
