@@ -165,9 +165,9 @@ def test_bad_argument_values(name, args, match):
 
 
 def test_mixer_patch_must_divide_image():
-    with pytest.raises(ConfigError, match="divisible"):
+    with pytest.raises(ConfigError, match="does not divide image_size"):
         make("mixer-s16", size=8, chans=1)  # patch 16 on 8x8 digits
-    with pytest.raises(ConfigError, match="divisible"):
+    with pytest.raises(ConfigError, match="does not divide image_size"):
         make("mixer", size=30, patch_size=4)
 
 
