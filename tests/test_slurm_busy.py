@@ -8,6 +8,7 @@ cluster's QOS `normal` and restored after (the cluster enforces limits:
 `AccountingStorageEnforce=limits`).
 """
 
+import getpass
 import math
 import os
 import re
@@ -386,3 +387,27 @@ def test_the_limit_is_read_where_accounting_keeps_it(qos_of_two):
     limits = read_limits()
     assert limits.of({}) == {"MaxSubmitJobsPerUser of QOS normal": LIMIT}
     assert limits.of({"qos": "another"}) == {}
+
+
+def sacctmgr(*args: str) -> None:
+    subprocess.run(["sacctmgr", "-i", *args], capture_output=True, text=True, check=True)
+
+
+@on_cluster
+def test_a_limit_the_user_inherits_from_an_account_is_read(slurm_cluster):
+    """A sub-account `lab` with MaxSubmitJobs=3 and the user in it: slurmdbd records the limit on
+    the user's association in `lab`, where the executor reads it."""
+    from imgzoo.slurm_limits import read_limits
+
+    user = getpass.getuser()  # whose limits read_limits reads
+    sacctmgr("add", "account", "lab", "parent=root")
+    try:
+        sacctmgr("add", "user", user, "account=lab")
+        sacctmgr("modify", "account", "where", "name=lab", "set", "MaxSubmitJobs=3")
+        caps = read_limits().of({"account": "lab"})  # (a QOS's cap may stand beside it)
+        assert caps["MaxSubmitJobs of association lab"] == 3
+        assert "MaxSubmitJobs of association root" not in read_limits().of({})  # the default
+    finally:
+        subprocess.run(["sacctmgr", "-i", "delete", "user", user, "account=lab"],
+                       capture_output=True)
+        sacctmgr("delete", "account", "lab")

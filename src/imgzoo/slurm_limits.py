@@ -9,8 +9,10 @@ bounds the runs in flight, and a refusal for a limit is still retried (`imgzoo.s
 
 Read: the user's associations on this cluster (account, partition, MaxSubmitJobs, default QOS),
 the user's default account, and every QOS's MaxSubmitJobsPerUser: three sacctmgr calls and one
-scontrol, once per workflow. Limits inherited from a parent account, group limits (GrpSubmitJobs)
-and per-account QOS limits are not read: sbatch's refusal is retried where they bite.
+scontrol, once per workflow. A MaxSubmitJobs the user's association inherits from a parent
+account is among them (slurmdbd records it on every association below that sets none). Group
+limits (GrpSubmitJobs, shared with other users) and per-account QOS limits are not read: sbatch's
+refusal is retried where they bite.
 """
 
 from __future__ import annotations
