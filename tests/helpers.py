@@ -1,5 +1,6 @@
 """What many test files share: where the checkout and its tools are, the one way tests run
-Snakemake, and the model arguments a run gets by default (for tests that pin resolved settings)."""
+Snakemake, the model arguments a run gets by default (for tests that pin resolved settings), a
+model that fails in its job, and a minimal run log for tests of what reads logs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+
+from imgzoo import runlog
 from imgzoo.models import builder, catalog
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,3 +75,21 @@ def default_model_args(name: str) -> dict:
     }
     # `fixed`: the dataset's mean/std; head_outputs None: one logit per class of the dataset
     return {**defaults, "normalizer": "fixed", "head_outputs": None, **preset_args}
+
+
+def one_epoch_log(experiment: str = "e", seed: int = 0, *, resources: dict | None = None,
+                  gpu: dict | None = None, **attrs) -> runlog.RunLog:
+    """The log of a completed one-epoch run of a tiny MLP on digits, its numbers zeros: for
+    tests of what reads logs (`attrs`: further run-log attributes, e.g. wall_time_s)."""
+    spec = {
+        "study": "s",
+        "experiment": experiment,
+        "dataset": "digits",
+        "seed": seed,
+        "resources": resources or {},
+        "settings": {"family": "mlp", "model_args": {}, "data": {}, "train": {"epochs": 1}},
+    }
+    run_attrs = runlog.run_attrs(spec, num_params=1, status="completed", epochs_completed=1,
+                                 best_epoch=1, started="2026-01-01T00:00:00+00:00", **attrs)
+    epochs = {k: np.zeros(1) for k in runlog.EPOCH_SERIES}
+    return runlog.RunLog(run_attrs, epochs, gpu=gpu or {})

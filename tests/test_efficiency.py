@@ -5,9 +5,9 @@ table's numbers against sacct for real jobs."""
 
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
+from helpers import one_epoch_log
 
 from imgzoo import runlog
 from imgzoo.aggregate.efficiency import advice, efficiency_frame, write_efficiency
@@ -45,28 +45,11 @@ def test_sacct_output_is_read_per_job_every_attempt_together():
 
 
 def write_log(root, experiment, seed, *, resources, job_ids=(), wall_time_s=600.0, gpu=None):
-    spec = {
-        "study": "s",
-        "experiment": experiment,
-        "dataset": "digits",
-        "seed": seed,
-        "resources": resources,
-        "settings": {"family": "mlp", "model_args": {}, "data": {}, "train": {"epochs": 1}},
-    }
-    attrs = runlog.run_attrs(
-        spec,
-        num_params=1,
-        status="completed",
-        epochs_completed=1,
-        best_epoch=1,
-        started="2026-01-01T00:00:00+00:00",
-        wall_time_s=wall_time_s,
-        slurm_job_ids=list(job_ids),
-    )
-    attrs["device"] = "cuda" if gpu else "cpu"
-    epochs = {k: np.zeros(1) for k in runlog.EPOCH_SERIES}
+    log = one_epoch_log(experiment, seed, resources=resources, gpu=gpu, wall_time_s=wall_time_s,
+                        slurm_job_ids=list(job_ids))
+    log.attrs["device"] = "cuda" if gpu else "cpu"
     path = root / experiment / f"seed{seed}" / "metrics.h5"
-    runlog.write(path, runlog.RunLog(attrs, epochs, gpu=gpu or {}))
+    runlog.write(path, log)
     return path
 
 

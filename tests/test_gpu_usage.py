@@ -4,9 +4,11 @@ GPU), and the run log's optional `gpu` group that keeps its samples."""
 import math
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
+from helpers import one_epoch_log
 
 from imgzoo import gpu_usage, runlog
 from imgzoo.gpu_usage import GpuSampler
@@ -88,25 +90,9 @@ def test_run_log_keeps_the_gpu_samples_in_an_optional_group(tmp_path, fake_nvidi
     sampler = GpuSampler(UUID, interval_s=60)
     for _ in range(3):
         sampler.sample()
-    spec = {
-        "study": "s",
-        "experiment": "e",
-        "dataset": "digits",
-        "seed": 0,
-        "resources": {},
-        "settings": {"family": "mlp", "model_args": {}, "data": {}, "train": {"epochs": 1}},
-    }
-    attrs = runlog.run_attrs(
-        spec,
-        num_params=1,
-        status="completed",
-        epochs_completed=1,
-        best_epoch=1,
-        started="2026-01-01T00:00:00+00:00",
-    )
-    epochs = {k: np.zeros(1) for k in runlog.EPOCH_SERIES}
-    runlog.write(tmp_path / "with.h5", runlog.RunLog(attrs, epochs, gpu=sampler.samples()))
-    runlog.write(tmp_path / "without.h5", runlog.RunLog(attrs, epochs))
+    log = one_epoch_log()
+    runlog.write(tmp_path / "with.h5", replace(log, gpu=sampler.samples()))
+    runlog.write(tmp_path / "without.h5", log)
     log = runlog.read(tmp_path / "with.h5")
     assert log.attrs["schema_version"] == 3
     np.testing.assert_array_equal(log.gpu["memory_mb"], [1000.0, 3000.0, 2000.0])

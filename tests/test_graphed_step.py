@@ -72,13 +72,13 @@ def test_on_the_cpu_the_step_runs_eagerly_and_says_so_once(digits_h5, tmp_path, 
         np.testing.assert_array_equal(log.epochs[key], eager.epochs[key], err_msg=key)
 
 
-def test_deterministic_runs_resume_exactly_with_the_setting_on(digits_h5, tmp_path):
-    spec = spec_for("mlp", "cuda_graphs=true", "epochs=3")
-    whole = train(spec, digits_h5, tmp_path / "whole", threads=1)
+def assert_resumed_and_repeated_runs_equal(whole, spec, digits_h5, tmp_path) -> None:
+    """The run stopped a few steps into epoch 2 (as SLURM's time-limit signal would stop it) and
+    resumed, and the run made again, each equal `whole` to the bit."""
     steps = data.load(digits_h5).train_y.size // 64 + 1
     calls = {"n": 0}
 
-    def stop():  # a few steps into epoch 2, as SLURM's time-limit signal would
+    def stop():
         calls["n"] += 1
         return calls["n"] > steps + 5
 
@@ -90,6 +90,12 @@ def test_deterministic_runs_resume_exactly_with_the_setting_on(digits_h5, tmp_pa
         np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
         np.testing.assert_array_equal(again.epochs[key], whole.epochs[key], err_msg=key)
     np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
+
+
+def test_deterministic_runs_resume_exactly_with_the_setting_on(digits_h5, tmp_path):
+    spec = spec_for("mlp", "cuda_graphs=true", "epochs=3")
+    whole = train(spec, digits_h5, tmp_path / "whole", threads=1)
+    assert_resumed_and_repeated_runs_equal(whole, spec, digits_h5, tmp_path)
 
 
 def _state(parts) -> list[torch.Tensor]:
@@ -176,21 +182,7 @@ def test_the_step_is_captured_and_resumes_exactly_on_the_gpu(digits_h5, tmp_path
     whole = train(spec, digits_h5, tmp_path / "whole", threads=1)
     assert whole.attrs["capture_time_s"] > 0
     assert whole.epochs["test_acc"][-1] > 0.25  # it learns (chance: 0.1; 0.44 eager on a CPU)
-    steps = data.load(digits_h5).train_y.size // 64 + 1
-    calls = {"n": 0}
-
-    def stop():
-        calls["n"] += 1
-        return calls["n"] > steps + 5
-
-    with pytest.raises(Preempted):
-        train(spec, digits_h5, tmp_path / "resumed", threads=1, stop_flag=stop)
-    resumed = train(spec, digits_h5, tmp_path / "resumed", threads=1)
-    again = train(spec, digits_h5, tmp_path / "again", threads=1)
-    for key in EXACT:
-        np.testing.assert_array_equal(resumed.epochs[key], whole.epochs[key], err_msg=key)
-        np.testing.assert_array_equal(again.epochs[key], whole.epochs[key], err_msg=key)
-    np.testing.assert_array_equal(resumed.steps["loss"], whole.steps["loss"])
+    assert_resumed_and_repeated_runs_equal(whole, spec, digits_h5, tmp_path)
 
 
 @pytest.mark.cuda
