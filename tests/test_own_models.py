@@ -261,3 +261,20 @@ def test_the_modules_a_file_imports_beside_it_are_its_source(in_tmp):
     # a module beside the file that it does not import is not its source
     (in_tmp / "nets/unused.py").write_text("# edited\n")
     assert Study(config).spec(run).key() == after[run]
+
+
+def test_imgzoo_check_says_which_modules_beside_a_file_are_watched(in_tmp, capsys):
+    for name, text in SPREAD.items():
+        (in_tmp / name).parent.mkdir(parents=True, exist_ok=True)
+        (in_tmp / name).write_text(text)
+    config = {**config_of("nets/spread.py:build"), "seeds": [0, 1]}
+    config["experiments"]["net"] = {"model": "nets/net.py:build"}
+    (in_tmp / "study.yaml").write_text(yaml.safe_dump(config))
+    assert main(["check", "--config", "study.yaml"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("config OK: study 'own'")
+    assert printed[1:] == [  # once for its two runs; nothing for a file that imports none
+        "model file nets/spread.py imports nets/blocks.py, nets/parts/__init__.py, "
+        "nets/parts/act.py, nets/parts/scale.py from beside it (an edit of any of them re-runs "
+        "its runs)"
+    ]
