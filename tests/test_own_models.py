@@ -269,6 +269,7 @@ def test_imgzoo_check_says_which_modules_beside_a_file_are_watched(in_tmp, capsy
         (in_tmp / name).write_text(text)
     config = {**config_of("nets/spread.py:build"), "seeds": [0, 1]}
     config["experiments"]["net"] = {"model": "nets/net.py:build"}
+    config["experiments"]["mlp"] = {"model": "mlp"}  # no file: nothing to say
     (in_tmp / "study.yaml").write_text(yaml.safe_dump(config))
     assert main(["check", "--config", "study.yaml"]) == 0
     printed = capsys.readouterr().out.splitlines()

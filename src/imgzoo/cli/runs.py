@@ -52,10 +52,11 @@ def cmd_check(args) -> int:
         + (f", {repeats} of them repeat another run's settings" if repeats else "")
         + f": {_count(len(trained), 'training')}"
     )
-    for file, *modules in dict.fromkeys(tuple(study.model_sources(run)) for run in study.runs):
-        if modules:  # what is watched beside the file, said once: nothing found silently
-            print(f"model file {file} imports {', '.join(modules)} from beside it (an edit of "
-                  f"any of them re-runs its runs)")
+    # what is watched beside a model file, said once per file: nothing found silently
+    for sources in dict.fromkeys(tuple(study.model_sources(run)) for run in study.runs):
+        if len(sources) > 1:
+            print(f"model file {sources[0]} imports {', '.join(sources[1:])} from beside it (an "
+                  f"edit of any of them re-runs its runs)")
     if missing := missing_data(study):
         print(f"data missing (Snakemake will not start until it is there): {missing}")
     return 0
