@@ -25,6 +25,19 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(skip)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """Torch on one thread, seeded 0, for one test (the model tests: small operations, whose
+    numbers and speed should not depend on the machine's cores); restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits_h5(tmp_path_factory) -> Path:
     """scikit-learn's digits, prepared once for the whole session (read-only: copy to change)."""

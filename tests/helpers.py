@@ -93,3 +93,14 @@ def one_epoch_log(experiment: str = "e", seed: int = 0, *, resources: dict | Non
                                  best_epoch=1, started="2026-01-01T00:00:00+00:00", **attrs)
     epochs = {k: np.zeros(1) for k in runlog.EPOCH_SERIES}
     return runlog.RunLog(run_attrs, epochs, gpu=gpu or {})
+
+
+def stop_after(steps: int):
+    """A stop flag that asks a run to stop (as on preemption) after `steps` training steps."""
+    calls = {"n": 0}
+
+    def flag():
+        calls["n"] += 1
+        return calls["n"] > steps
+
+    return flag

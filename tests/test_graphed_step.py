@@ -5,6 +5,7 @@ exact resumes. What needs CUDA is marked `cuda` (gpu_check's `cuda_tests` sectio
 import numpy as np
 import pytest
 import torch
+from helpers import stop_after
 
 from imgzoo import data, runlog
 from imgzoo.config import Run, Study, apply_overrides
@@ -76,14 +77,8 @@ def assert_resumed_and_repeated_runs_equal(whole, spec, digits_h5, tmp_path) -> 
     """The run stopped a few steps into epoch 2 (as SLURM's time-limit signal would stop it) and
     resumed, and the run made again, each equal `whole` to the bit."""
     steps = data.load(digits_h5).train_y.size // 64 + 1
-    calls = {"n": 0}
-
-    def stop():
-        calls["n"] += 1
-        return calls["n"] > steps + 5
-
     with pytest.raises(Preempted):
-        train(spec, digits_h5, tmp_path / "resumed", threads=1, stop_flag=stop)
+        train(spec, digits_h5, tmp_path / "resumed", threads=1, stop_flag=stop_after(steps + 5))
     resumed = train(spec, digits_h5, tmp_path / "resumed", threads=1)
     again = train(spec, digits_h5, tmp_path / "again", threads=1)
     for key in EXACT:

@@ -26,10 +26,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name, normalizer=None, size=16, chans=3, **args):

@@ -29,10 +29,7 @@ TINY = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name, size=32, classes=10, chans=3, **args):

@@ -20,13 +20,7 @@ from imgzoo.errors import ConfigError
 from imgzoo.models import catalog
 from imgzoo.training.network import build_network
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def make(name, size=16, chans=3, classes=10, **model_args):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import stop_after
 
 import imgzoo
 from imgzoo import data, runlog
@@ -41,17 +42,6 @@ CONFIG = {
 def steps(digits_h5):
     """Training steps per epoch at batch size 64."""
     return math.ceil(len(data.load(digits_h5).train_y) / 64)
-
-
-def stop_after(steps):
-    """A stop flag that asks the run to stop (as on preemption) after `steps` training steps."""
-    calls = {"n": 0}
-
-    def flag():
-        calls["n"] += 1
-        return calls["n"] > steps
-
-    return flag
 
 
 def spec_for(experiment="mlp", *overrides):

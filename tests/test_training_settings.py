@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import stop_after
 
 from imgzoo import data, runlog
 from imgzoo.aggregate.reproduction import reproduction_frame
@@ -191,16 +192,6 @@ def test_a_run_in_fp32_with_constants_and_drop_last_learns(digits_h5, tmp_path):
 # --- evaluation every N steps --------------------------------------------------------------------
 
 EVERY = 7
-
-
-def stop_after(steps):
-    calls = {"n": 0}
-
-    def flag():
-        calls["n"] += 1
-        return calls["n"] > steps
-
-    return flag
 
 
 @pytest.fixture(scope="module")
