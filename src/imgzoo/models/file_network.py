@@ -52,8 +52,7 @@ def _import(path: str, where: str) -> ModuleType:
     module_name = f"imgzoo_model_file_{file_source.source_sha256(path)[:16]}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    if file_source.local_modules(path):
-        _put_folder_on_path(path, where)
+    _put_folder_on_path(path, where)
     spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module  # dataclasses and pickling look a module up by name
@@ -66,11 +65,15 @@ def _import(path: str, where: str) -> ModuleType:
 
 
 def _put_folder_on_path(path: str, where: str) -> None:
-    """The file's folder first on sys.path, so that its local modules are found there; a local
-    module whose name this process has already imported from elsewhere (an installed package of
-    the same name, or another network's module) is a ConfigError, not a silent mix-up."""
+    """Where the file imports modules beside it, its folder first on sys.path, so that they are
+    found there; a local module whose name this process has already imported from elsewhere (an
+    installed package of the same name, or another network's module) is a ConfigError, not a
+    silent mix-up."""
+    modules = file_source.local_modules(path)
+    if not modules:
+        return
     folder = Path(path).parent.absolute()
-    for module in file_source.local_modules(path):
+    for module in modules:
         relative = Path(module).absolute().relative_to(folder)
         name = ".".join(relative.with_suffix("").parts).removesuffix(".__init__")
         loaded = getattr(sys.modules.get(name), "__file__", None)
