@@ -41,9 +41,12 @@ CLAIMS = [
      "expect": "better", "metric": "generalisation_gap"},
     {"claim": "on a dataset nobody ran", "source": "README", "pairs": [["up", "lonely"]],
      "expect": "better"},
+    # both ran, but not on the dataset the claim speaks of: said, not left out
+    {"claim": "up is better on other", "source": "README", "pairs": [["up", "base"]],
+     "expect": "better", "datasets": ["other"]},
 ]
 VERDICTS = ["supported", "supported", "contradicted", "supported", "contradicted",
-            "not distinguishable with these seeds", "supported", "not tested"]
+            "not distinguishable with these seeds", "supported", "not tested", "not tested"]
 
 
 @pytest.fixture(scope="module")

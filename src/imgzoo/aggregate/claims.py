@@ -129,9 +129,9 @@ def claim_rows(runs: pd.DataFrame, claim: dict, datasets: list[str]) -> list[dic
     """One row per pair of `claim` and per dataset it speaks of where both experiments ran."""
     rows = []
     for a, b in claim["pairs"]:
-        ran = [d for d in datasets
-               if {a, b} <= set(runs.loc[runs["dataset"] == d, "experiment"])]
-        for dataset in [d for d in ran if d in claim.get("datasets", ran)]:
+        speaks = [d for d in datasets if d in claim.get("datasets", datasets)
+                  and {a, b} <= set(runs.loc[runs["dataset"] == d, "experiment"])]
+        for dataset in speaks:
             row = comparison_row(runs, dataset, a, b, claim["metric"])
             low, high = row["ci_low"], row["ci_high"]
             if row["n"] >= MIN_SEEDS and np.isnan(low):  # every seed the same difference
@@ -146,7 +146,7 @@ def claim_rows(runs: pd.DataFrame, claim: dict, datasets: list[str]) -> list[dic
                 "verdict": verdict(claim["expect"], METRICS[claim["metric"]], row["n"],
                                    low, high, margin),
             })
-        if not ran:
+        if not speaks:
             rows.append({
                 **dict.fromkeys(COLUMNS, np.nan),
                 "claim": claim["claim"], "source": claim["source"], "experiment_a": a,
