@@ -113,7 +113,6 @@ rule claims:
         " --same-as {params.same_as:q} --labels {params.labels:q} {input:q} > {log:q} 2>&1"
 
 
-# The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html.
 # The front page (workflow/report/workflow.rst) includes headline.rst beside headline.html:
 # the headline in words, each dataset's accuracy figure (embedded) and links to what the
 # workflow makes.

@@ -127,9 +127,9 @@ def sentence(row, literal=lambda text: text) -> str:
     return text + "."
 
 
-def _display(frame: pd.DataFrame, literal=lambda text: text) -> pd.DataFrame:
-    """The table as shown; `literal` marks up names (reStructuredText shows them as code). The
-    columns about published numbers are left out where the study has none."""
+def _display(frame: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown; the columns about published numbers are left out where the study has
+    none."""
 
     def selected(row) -> str:
         if pd.isna(row.best_mean):
@@ -139,11 +139,8 @@ def _display(frame: pd.DataFrame, literal=lambda text: text) -> pd.DataFrame:
 
     shown = pd.DataFrame(
         {
-            "dataset": [literal(d) for d in frame["dataset"]],
-            "best experiment": [
-                ", ".join(literal(name) for name in names) if names else "none"
-                for names in frame["best"]
-            ],
+            "dataset": list(frame["dataset"]),
+            "best experiment": [", ".join(names) if names else "none" for names in frame["best"]],
             f"{SELECTED} (%)": [selected(row) for row in frame.itertuples()],
         }
     )
