@@ -175,6 +175,13 @@ def test_explicit_constants_standardise_the_inputs(digits_h5):
     with pytest.raises(ConfigError, match="3 means and 3 stds for a dataset of 1 channels"):
         DeviceData(prepared, CPU, seed=0, batch_size=64, augmentation="none",
                    train_subset_size=200, input_stats={"mean": [0.5] * 3, "std": [0.5] * 3})
+    # for a model that standardises its own input (a 3-channel backbone on 1-channel digits) the
+    # constants are the model's: the data, served raw, neither checks nor uses them
+    raw = DeviceData(prepared, CPU, seed=0, batch_size=64, augmentation="none",
+                     train_subset_size=200, normalize=False,
+                     input_stats={"mean": [0.5] * 3, "std": [0.5] * 3})
+    x, _ = next(raw.eval_batches("test", 8))
+    torch.testing.assert_close(x, torch.from_numpy(prepared.test_x[:8]).permute(0, 3, 1, 2) / 255)
     config = {**CONFIG, "train": {**CONFIG["train"], "input_stats": {"mean": [0.5], "std": [1, 1]}}}
     with pytest.raises(ConfigError, match="input_stats has 1 means and 2 stds"):
         Study(config)

@@ -156,8 +156,9 @@ def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, 
     """Train the epochs from `first_epoch` on, each checkpointed and shown (progress.json,
     TensorBoard `shown`) as it ends; (status, the epoch it diverged in or -1)."""
     network, step, device = parts.network, parts.step, parts.data.device
-    with out_of_memory(spec, "training", f"batch_size {spec.train['batch_size']}"):
-        history.add_capture_time(parts.graphed_step.prepare(progress.note))  # once per attempt
+    if first_epoch <= spec.train["epochs"]:  # (a run resumed after its last epoch trains none)
+        with out_of_memory(spec, "training", f"batch_size {spec.train['batch_size']}"):
+            history.add_capture_time(parts.graphed_step.prepare(progress.note))  # per attempt
     for epoch in range(first_epoch, spec.train["epochs"] + 1):
         progress.start_epoch(epoch)
         t0 = time.perf_counter()
@@ -181,7 +182,7 @@ def _epochs(spec: RunSpec, parts: RunParts, history: History, first_epoch: int, 
             optimizer=step.optimizer,
             history=history.state(),
         )
-        # after the checkpoint that names its epoch (see _resume)
+        # after the checkpoint that names its epoch (imgzoo.training.best_weights)
         if improved:
             checkpoint.save_atomic(network.model.state_dict(), out_dir / BEST_MODEL)
         best_weights.promote_pending(out_dir, history.best_step)
@@ -201,12 +202,12 @@ class StepEvaluation:
         self.seconds = 0.0
 
     def __call__(self, step: int) -> None:
-        t0 = time.perf_counter()
         parts = self.parts
+        # the steps queued on the GPU are training time: they end before the clock starts
+        synchronize(parts.data.device)
+        t0 = time.perf_counter()
         with out_of_memory(self.spec, "evaluation", f"eval_batch_size {parts.eval_batch_size}"):
-            val, test, subset = _evaluate_splits(self.spec, parts)
-        row = {"step": step, "epoch": self.epoch, "val_loss": val.loss, "val_acc": val.acc,
-               "test_loss": test.loss, "test_acc": test.acc, "train_subset_acc": subset.acc}
+            row = {"step": step, "epoch": self.epoch, **_evaluate_splits(self.spec, parts)}
         if self.history.add_evaluation(row):
             best_weights.save_pending(self.out_dir, step, parts.network.model)
         self.seconds += time.perf_counter() - t0
@@ -320,13 +321,16 @@ def _diverged(spec, epoch: int, progress) -> None:
     progress.note(f"diverged in epoch {epoch}: loss is not finite; stopping")
 
 
-def _evaluate_splits(spec: RunSpec, parts: RunParts):
-    """(val, test, train subset) Evaluations of the model as it stands."""
+def _evaluate_splits(spec: RunSpec, parts: RunParts) -> dict:
+    """The model as it stands on val, test and the train subset: val_loss, val_acc, test_loss,
+    test_acc, train_subset_acc."""
     net, batch, precision = parts.network.model, parts.eval_batch_size, spec.train["precision"]
-    return tuple(
+    val, test, subset = (
         evaluate(net, parts.data, split, batch, precision=precision)
         for split in ("val", "test", TRAIN_SUBSET)
     )
+    return {"val_loss": val.loss, "val_acc": val.acc, "test_loss": test.loss,
+            "test_acc": test.acc, "train_subset_acc": subset.acc}
 
 
 def _epoch_row(spec: RunSpec, epoch: int, result: EpochResult, parts: RunParts,
@@ -335,15 +339,14 @@ def _epoch_row(spec: RunSpec, epoch: int, result: EpochResult, parts: RunParts,
     evaluation after the epoch's last step where eval_every_steps made one)."""
     at_end = history.evaluation_at(epoch * parts.data.steps_per_epoch)
     if at_end is None:
-        val, test, subset = _evaluate_splits(spec, parts)
-        at_end = {"val_loss": val.loss, "val_acc": val.acc, "test_loss": test.loss,
-                  "test_acc": test.acc, "train_subset_acc": subset.acc}
+        evaluated = _evaluate_splits(spec, parts)
+    else:  # the same values, made after the last step
+        evaluated = {k: v for k, v in at_end.items() if k not in ("step", "epoch")}
     return {
         "epoch": epoch,
         "train_loss": result.loss,
         "train_acc": result.acc,
-        **{key: at_end[key] for key in
-           ("val_loss", "val_acc", "test_loss", "test_acc", "train_subset_acc")},
+        **evaluated,
         "lr": result.lr,
         "train_time": train_time,
         "images_per_s": parts.data.images_per_epoch / train_time,

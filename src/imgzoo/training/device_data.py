@@ -109,7 +109,9 @@ class DeviceData:
         n_subset = min(train_subset_size, len(self.y["train"]))
         self.x[TRAIN_SUBSET] = self.x["train"][:n_subset]
         self.y[TRAIN_SUBSET] = self.y["train"][:n_subset]
-        mean, std = standardisation(input_stats, prepared)
+        # a model that takes raw pixels standardises them itself, with input_stats where given
+        # (network.build_network): its channels are its own, not the dataset's
+        mean, std = standardisation(input_stats if normalize else "auto", prepared)
         self.mean = torch.tensor(mean, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=device, dtype=torch.float32).view(1, -1, 1, 1)
         self.augment = augment.build(augmentation, prepared.image_size, crop_padding=crop_padding)
