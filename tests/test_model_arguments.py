@@ -137,3 +137,16 @@ def test_the_image_size_is_checked_per_dataset_where_it_is_known(tmp_path):
     del config["experiments"]["x"]["per_dataset"]
     with pytest.raises(ConfigError, match="'experiments.x' on synthetic: model family 'vit'"):
         Study(config)
+
+
+def test_a_sweep_point_that_does_not_fit_is_named_where_the_config_writes_it():
+    config = {
+        "datasets": ["digits"],
+        "experiments": {"v": {"model": "vit", "model_args": {"patch_size": 4}}},
+        "sweeps": {"p": {"base": "v", "grid": {"patch_size": [4, 3]}}},
+    }
+    with pytest.raises(ConfigError) as loaded:
+        Study(config)
+    assert str(loaded.value).startswith(
+        "config 'sweeps.p (point v@patch_size=3)' on digits: model family 'vit': patch_size 3 "
+    )

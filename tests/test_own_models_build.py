@@ -85,6 +85,11 @@ def test_a_file_network_is_built_with_the_shape_and_its_arguments(tmp_path, monk
     # its first layer: the convolution's kernels
     tiles, kind = models.first_layer_tiles(model)
     assert kind == "conv" and tiles.shape == (5, 3, 3)
+    # imgzoo's own arguments of every model are not the callable's
+    wider = make("net.py:build", size=8, chans=1, head_outputs=20)
+    assert wider(torch.rand(2, 1, 8, 8)).shape == (2, 20)
+    Study({"datasets": ["digits"], "experiments": {"x": {
+        "model": "net.py:build", "model_args": {"head_outputs": 20, "normalizer": "none"}}}})
 
 
 @pytest.fixture

@@ -39,15 +39,6 @@ def _properties(definition: str) -> dict:
     return schema()["$defs"][definition]["properties"]
 
 
-def train_defaults() -> dict:
-    return {key: copy.deepcopy(p["default"]) for key, p in _properties("train").items()}
-
-
-def resource_defaults() -> dict:
-    """Every resource key with its default."""
-    return {key: copy.deepcopy(p["default"]) for key, p in _properties("resources").items()}
-
-
 @cache
 def _absent_as() -> dict:
     return {k: p["x-absent-as"] for k, p in _properties("train").items() if "x-absent-as" in p}

@@ -48,7 +48,8 @@ class Settings:
     model_file_sha256: str | None = None
 
     def to_dict(self) -> dict:
-        train = {k: v for k, v in self.train.items() if not _absent(k, v)}
+        absent_as = train_keys_absent_as()  # (once per call: it is a copy)
+        train = {k: v for k, v in self.train.items() if not _absent(absent_as, k, v)}
         settings = {
             "family": self.family,
             "model_args": self.model_args,
@@ -75,11 +76,10 @@ class Settings:
         )
 
 
-def _absent(key: str, value) -> bool:
+def _absent(absent_as: dict, key: str, value) -> bool:
     """A training key added after runs were made without it, at the value that behaves as they
-    did (the schema's `x-absent-as`): left out of the settings, so that adding a key never
-    changes a finished run's settings, nor re-runs it."""
-    absent_as = train_keys_absent_as()
+    did (`absent_as`: the schema's `x-absent-as`): left out of the settings, so that adding a
+    key never changes a finished run's settings, nor re-runs it."""
     return key in absent_as and absent_as[key] == value
 
 

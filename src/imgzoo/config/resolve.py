@@ -48,8 +48,8 @@ def resolve(config: dict) -> Resolved:
         for dataset in datasets_of(config, exp):
             per_dataset = exp.get("per_dataset", {}).get(dataset, {})
             train = {**config["train"], **train_keys_of(exp), **train_keys_of(per_dataset)}
-            check_train_together(f"experiments.{name}", dataset, train)
-            check_model_together(f"experiments.{name}", dataset, exp, per_dataset, config)
+            check_train_together(_key_of(name, exp), dataset, train)
+            check_model_together(_key_of(name, exp), dataset, exp, per_dataset, config)
     if len(set(config["seeds"])) != len(config["seeds"]):
         raise ConfigError("config 'seeds': a seed is listed twice")
     return Resolved(
@@ -58,6 +58,13 @@ def resolve(config: dict) -> Resolved:
         _comparisons(config["compare"], experiments, config),
         _claims(config["compare"]["claims"], experiments, config),
     )
+
+
+def _key_of(name: str, exp: dict) -> str:
+    """Where the config writes the experiment: its entry, or the sweep that makes its point."""
+    if "sweep" in exp:
+        return f"sweeps.{exp['sweep']['name']} (point {name})"
+    return f"experiments.{name}"
 
 
 def check_resources(where: str, resources: dict) -> None:

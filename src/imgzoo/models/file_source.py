@@ -25,6 +25,7 @@ import os
 from pathlib import Path
 
 from imgzoo.errors import ConfigError
+from imgzoo.models.arguments import COMMON
 
 # What imgzoo passes to the callable, by name: the dataset's shape.
 SHAPE_ARGS = ("num_classes", "image_size", "in_chans")
@@ -181,7 +182,7 @@ def _check_parameters(where: str, function: ast.FunctionDef, model_args: dict) -
                 f"the dataset's shape by these names); it has no parameter '{key}'"
             )
     for key in model_args:
-        if key not in named and key != "normalizer":  # imgzoo's own (models.input_normalizer)
+        if key not in named and key not in COMMON:  # imgzoo's own, handled around the callable
             own = [p for p in named if p not in SHAPE_ARGS]
             raise ConfigError(
                 f"{where}: {function.name}() takes no model argument '{key}' (its arguments: "
