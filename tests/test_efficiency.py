@@ -35,7 +35,6 @@ def test_sacct_output_is_read_per_job_every_attempt_together():
     once, requeued = usage["41"], usage["42"]
     assert (once.state, once.attempts, once.elapsed_s, once.cpus) == ("COMPLETED", 1, 840, 4)
     assert once.cpu_s == pytest.approx(26 * 60 + 30.5)
-    assert once.cpu_efficiency == pytest.approx((26 * 60 + 30.5) / (840 * 4))
     assert once.max_rss_mb == pytest.approx(2202009 / 1024)  # the srun step's, the largest
     assert once.req_mem_mb == 16 * 1024 and once.time_limit_min == 240
     assert (requeued.state, requeued.attempts) == ("COMPLETED", 2)

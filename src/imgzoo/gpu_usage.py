@@ -21,8 +21,9 @@ import subprocess
 import threading
 import time
 
+from imgzoo.runlog import GPU_SERIES
+
 SAMPLE_INTERVAL_S = 15.0  # four samples a minute
-SERIES = ("time_s", "utilization", "memory_mb")
 QUERY_TIMEOUT_S = 10.0
 
 
@@ -113,7 +114,7 @@ class GpuSampler:
         self.interval_s = interval_s
         self.source, self._read = reader_of(device_id)
         earlier = earlier or {}
-        self._series = {key: list(earlier.get(key, [])) for key in SERIES}
+        self._series = {key: list(earlier.get(key, [])) for key in GPU_SERIES}
         self.memory_total_mb = float(earlier.get("memory_total_mb", math.nan))
         self._offset_s = offset_s
         self._began = time.monotonic()
@@ -155,8 +156,8 @@ class GpuSampler:
                 self.memory_total_mb = total
 
     def samples(self) -> dict:
-        """The samples so far (plain lists, for a checkpoint and the run log): SERIES, and
-        `memory_total_mb`, `source`, `device_id`, `interval_s`."""
+        """The samples so far (plain lists, for a checkpoint and the run log): the run log's
+        GPU_SERIES and GPU_ATTRS."""
         with self._lock:
             series = {key: list(values) for key, values in self._series.items()}
         return {

@@ -95,7 +95,7 @@ def partial_log(run_dir) -> runlog.RunLog | None:
     epochs = {k: np.asarray(history[k], dtype=np.float64) for k in runlog.EPOCH_SERIES}
     epochs["epoch"] = epochs["epoch"].astype(np.int64)
     evaluations = {
-        k: np.asarray(v, dtype=np.int64 if k in ("step", "epoch") else np.float64)
+        k: np.asarray(v, dtype=np.int64 if k in runlog.INTEGER_SERIES else np.float64)
         for k, v in progress.get("evaluations", {}).items()
     }
     return runlog.RunLog(dict(progress["attrs"]), epochs, path=Path(run_dir) / PROGRESS,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +37,12 @@ class Daemon:
         return self._control("get_server_list").split()
 
     def stop(self) -> None:
-        """Quit the daemon (and its server) and remove its folders."""
+        """Quit the daemon (and its server) and remove its folders. It runs after the pack's
+        runs: a daemon that does not answer must not replace their result with its error."""
         try:
             self._control("quit")
+        except (OSError, subprocess.TimeoutExpired) as e:
+            print(f"imgzoo: {CONTROL} quit failed ({e})", file=sys.stderr)
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
 

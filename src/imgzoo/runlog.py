@@ -59,7 +59,7 @@ EVALUATION_SERIES = (
     "test_acc",
     "train_subset_acc",
 )
-_INTEGER_SERIES = ("epoch", "step")
+INTEGER_SERIES = ("epoch", "step")
 
 # The series that time a run: they differ between two runs of the same settings, which agree on
 # every other series to the bit.
@@ -147,9 +147,8 @@ def _model_file_attrs(settings: dict) -> dict:
     if sha256 is None:
         return {}
     # a file model's family is `path.py:callable` (imgzoo.models.catalog.model_file; not imported:
-    # aggregation reads logs without the models)
-    path = settings["family"].rpartition(":")[0]
-    return {"model_file": path, "model_file_sha256": sha256}
+    # aggregation reads logs without the models package, tests/test_aggregate.py holds it)
+    return {"model_file": settings["family"].rpartition(":")[0], "model_file_sha256": sha256}
 
 
 @dataclass
@@ -247,7 +246,7 @@ def _check_lengths(what: str, series: dict, names) -> None:
 
 def _write_series(group, series: dict, names) -> None:
     for key in names:
-        dtype = np.int64 if key in _INTEGER_SERIES else np.float64
+        dtype = np.int64 if key in INTEGER_SERIES else np.float64
         group.create_dataset(key, data=np.asarray(series[key], dtype=dtype))
 
 

@@ -1,5 +1,6 @@
-"""What SLURM's accounting says finished jobs used, for the efficiency table: one `sacct` call
-for all their ids (`imgzoo.slurm_commands`), on the login node.
+"""What SLURM's accounting says finished jobs used, for the efficiency table: `sacct` asked about
+all their ids at once (`imgzoo.slurm_commands`), on the login node, and again while one has not
+ended yet (`job_usage`).
 
 Per job, every attempt together (`sacct -D`: a requeued job has a record per attempt): the time it
 ran, its longest attempt, the CPU time of its steps (`TotalCPU`) over its allocated CPUs and
@@ -44,13 +45,6 @@ class JobUsage:
     max_rss_mb: float | None  # the largest MaxRSS of its steps; None where none was recorded
     req_mem_mb: float | None  # what it asked for
     time_limit_min: float | None
-
-    @property
-    def cpu_efficiency(self) -> float | None:
-        """TotalCPU / (Elapsed x AllocCPUS): the share of its CPUs' time the job computed."""
-        if self.elapsed_s <= 0 or self.cpus <= 0:
-            return None
-        return self.cpu_s / (self.elapsed_s * self.cpus)
 
 
 def seconds(text: str) -> float:

@@ -171,7 +171,7 @@ rule accuracy_plot:
         " {input:q} > {log:q} 2>&1"
 
 
-# sacct is asked here, on the login node: one call for every job id the logs name.
+# sacct is asked here, on the login node, about every job id the logs name at once.
 rule efficiency:
     input:
         run_logs(),

@@ -3,9 +3,9 @@
 Per run: the time asked (`time_min`) and used, the memory asked and the job's peak (sacct's
 largest MaxRSS of the job's steps), the CPU efficiency (TotalCPU / (Elapsed x AllocCPUS)), and on
 a GPU the mean utilisation and the peak memory of the GPU (the run log's `gpu` samples). SLURM's
-figures come from one `sacct` call for every job id the logs name (`imgzoo.slurm_usage`); a run
-made locally shows what applies to it (its wall time, its GPU). A packed run shows its job's
-figures, which its pack-mates share (`pack`).
+figures come from `sacct`, asked about every job id the logs name at once
+(`imgzoo.slurm_usage`); a run made locally shows what applies to it (its wall time, its GPU). A
+packed run shows its job's figures, which its pack-mates share (`pack`).
 
 Per experiment, a line of advice where the figures make it clear: a time limit, memory or CPUs
 far above what the runs used (accurate requests queue sooner: backfill), or a GPU mostly idle
@@ -256,17 +256,18 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def write_efficiency(log_paths, out_dir, labels=None) -> None:
-    """Write efficiency.{csv,md,html} into `out_dir`: every log read, then one sacct call for
-    all their jobs (where sacct is missing, the table says so)."""
+    """Write efficiency.{csv,md,html} into `out_dir`: every log read, then sacct asked about all
+    their jobs at once (again, for up to a minute, while one has not ended yet: see
+    `slurm_usage.job_usage`); where sacct is missing or does not answer, the table says so."""
     logs = read_logs(log_paths, labels=labels)
     job_ids = sorted(
         {j for log in logs for j in str(log.attrs.get("slurm_job_ids") or "").split(",") if j}
     )
     usage, note = None, _NOTE
     if job_ids:
-        usage = slurm_usage.job_usage(job_ids) if slurm_usage.sacct_available() else None
+        usage = slurm_usage.job_usage(job_ids)
         if usage is None:
-            why = "missing" if not slurm_usage.sacct_available() else "not answering"
+            why = "not answering" if slurm_usage.sacct_available() else "missing"
             note += f" sacct is {why} here: the SLURM figures are left blank."
     frame = efficiency_frame(logs, usage)
     told = advice(frame)
