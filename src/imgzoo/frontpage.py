@@ -1,8 +1,8 @@
 """What the report's front page shows and links to, computed from what the workflow makes.
 
 The front page (workflow/report/workflow.rst) includes headline.rst, which the headline rule
-writes from `front_page(layout, outputs)`: per dataset the accuracy figure and the learning
-curves, and a link to each table the study makes, in `TABLES` order. A table is linked when
+writes from `front_page(layout, datasets, outputs)`: per dataset the accuracy figure and the
+learning curves, and a link to each table the study makes, in `TABLES` order. A table is linked when
 one of its files is among `outputs` (the workflow's targets, `all_outputs()` in
 workflow/rules/common.smk), so a table another rule adds (claims, efficiency) appears on the
 front page once the workflow makes it, and a study without published numbers links no

@@ -56,6 +56,11 @@ class JobState:
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def over(self) -> bool:
+        """SLURM no longer holds the job: a final state, or it knows the job no more."""
+        return self.final or self is GONE
+
 
 GONE = JobState("UNKNOWN")  # neither sacct nor squeue knows the job (any more)
 
@@ -200,7 +205,7 @@ class RunWatch:
         if result is not None and self.run.job_log is not None:
             # A packed run's own process raised: it is over, while its pack-mates train on.
             return Failed(failure_message(self.run, JobState("FAILED"), traceback=str(result[1])))
-        over = result is not None or (job is not None and (job.final or job is GONE))
+        over = result is not None or (job is not None and job.over)
         if not over:
             self.ended_at = None  # e.g. requeued after a preemption
             return Running(self.state)

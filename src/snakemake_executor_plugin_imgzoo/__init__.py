@@ -204,9 +204,9 @@ class Executor(Submitting, RemoteExecutor):
         self.logger.info(f"cancelled {len(ids) + len(lost)} SLURM jobs: {' '.join(ids + lost)}")
 
 
-def job_over(state) -> bool:
-    """SLURM no longer holds the job (a final state, or it knows the job no more)."""
-    return state is not None and (state.final or state is slurm_status.GONE)
+def job_over(state: slurm_status.JobState | None) -> bool:
+    """SLURM no longer holds the job (None: not asked about this round)."""
+    return state is not None and state.over
 
 
 def success_line(run: slurm_submit.SubmittedRun, summary: dict) -> str:

@@ -46,7 +46,7 @@ COLUMNS = (
     "gpu_mem_total_gb",
     "note",
 )
-_TEXT_COLUMNS = ("dataset", "experiment", "where", "slurm_job_ids", "state", "note")
+_TEXT_COLUMNS = ("dataset", "experiment", "where", "slurm_job_ids", "jobs", "state", "note")
 # Advice only where it is clear: a request at least ADVISE_BELOW times what was used at most,
 # suggested with a margin (time x2, memory x1.5, CPUs x1.5), rounded up.
 ADVISE_BELOW = 0.5
@@ -281,5 +281,5 @@ def write_efficiency(log_paths, out_dir, labels=None) -> None:
         _display(frame),
         title="imgzoo: how the runs used what they asked for",
         note=note,
-        text_columns=(*_TEXT_COLUMNS, "jobs"),
+        text_columns=_TEXT_COLUMNS,
     )

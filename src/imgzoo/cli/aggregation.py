@@ -130,7 +130,8 @@ def cmd_sweep_plot(args) -> int:
 
 
 def with_names(p):
-    """The options by which the workflow says how the study shows its runs."""
+    """The options by which the workflow says how the study shows its runs: repeated runs under
+    every name, and the study's labels (`with_labels`)."""
     p.add_argument(
         "--same-as",
         type=json.loads,
@@ -139,6 +140,11 @@ def with_names(p):
         help="runs that repeat another run's settings: [{log, experiment}, ...] "
         "(the workflow passes it)",
     )
+    return with_labels(p)
+
+
+def with_labels(p):
+    """The option by which the workflow says how the study names its experiments."""
     p.add_argument(
         "--labels",
         type=json.loads,
@@ -212,7 +218,8 @@ def register_tables(sub) -> None:
     p.add_argument("logs", nargs="+")
     p.set_defaults(func=cmd_headline)
 
-    p = with_names(
+    # per job: a repeated run has no job of its own, so no --same-as
+    p = with_labels(
         sub.add_parser("efficiency", help="time, memory, CPUs and GPU used against asked for")
     )
     p.add_argument("--out-dir", required=True)
