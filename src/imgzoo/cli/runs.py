@@ -63,13 +63,12 @@ def cmd_check(args) -> int:
 
 
 def missing_data(study) -> str | None:
-    """What the study's datasets lack, in one line (`imgzoo.data.require_sources`), or None."""
-    from imgzoo.data import require_sources
+    """What the study's datasets lack, in one line, or None."""
+    from imgzoo.config.files import require_study_sources
     from imgzoo.errors import DataError
 
-    used = dict.fromkeys(run.dataset for run in study.runs)
     try:
-        require_sources({d: study.data_options(d) for d in used}, study.layout.data)
+        require_study_sources(study)
     except DataError as e:
         return str(e)
     return None

@@ -55,11 +55,17 @@ def load_study(
     config.setdefault("name", paths[0].stem)
     study = Study(config)
     if check_sources:
-        from imgzoo.data import require_sources
-
-        used = dict.fromkeys(run.dataset for run in study.runs)
-        require_sources({d: study.data_options(d) for d in used}, study.layout.data)
+        require_study_sources(study)
     return study
+
+
+def require_study_sources(study: Study) -> None:
+    """DataError, one line, where a dataset the study's runs use has neither its source nor a
+    prepared file (`imgzoo.data.require_sources`)."""
+    from imgzoo.data import require_sources
+
+    used = dict.fromkeys(run.dataset for run in study.runs)
+    require_sources({d: study.data_options(d) for d in used}, study.layout.data)
 
 
 def _typed(value):

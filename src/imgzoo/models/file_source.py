@@ -92,12 +92,19 @@ def _imported_files(path: Path, folder: Path) -> list[Path]:
 
 
 @functools.lru_cache(maxsize=256)
+def _tree(path: str, mtime_ns: int, size: int) -> ast.Module:
+    """The file parsed (once while its size and modification time stay the same: a study checks
+    it for every experiment and sweep point that uses it). Not to be changed by the caller."""
+    return ast.parse(Path(path).read_bytes(), filename=path)
+
+
+@functools.lru_cache(maxsize=256)
 def _imported_names(path: str, mtime_ns: int, size: int) -> tuple[tuple[int, str], ...]:
     """(level, dotted name) of every module the file may import, wherever the import statement
     is: `from a import b` may import the module a.b, so both a and a.b are named. A file that
     does not parse imports nothing here (`check` says what is wrong with the network's file)."""
     try:
-        tree = ast.parse(Path(path).read_bytes(), filename=path)
+        tree = _tree(path, mtime_ns, size)
     except (SyntaxError, ValueError):
         return ()
     names = []
@@ -130,9 +137,9 @@ def check(path: str, name: str, model_args: dict) -> None:
     where = f"model file '{path}'"
     if not name.isidentifier():
         raise ConfigError(f"{where}: name the callable after ':' (e.g. '{path}:build')")
-    _stat(path)
+    stat = _stat(path)
     try:
-        tree = ast.parse(Path(path).read_bytes(), filename=path)
+        tree = _tree(str(Path(path).absolute()), stat.st_mtime_ns, stat.st_size)
     except SyntaxError as e:
         raise ConfigError(f"{where}: line {e.lineno}: {e.msg}") from None
     except (OSError, ValueError) as e:

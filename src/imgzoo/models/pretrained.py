@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from imgzoo.errors import ConfigError, DataError
+from imgzoo.models._common import error_line
 
 
 def _who(arch: str) -> str:
@@ -87,9 +88,8 @@ def read_state_dict(path: Path, arch: str) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # any reader error means the same thing to the user
-        reason = (str(error).strip().splitlines() or [""])[0]
         raise DataError(
-            f"{_who(arch)}: cannot read weights file '{path}' ({type(error).__name__}: {reason}); "
+            f"{_who(arch)}: cannot read weights file '{path}' ({error_line(error)}); "
             "save it with torch.save(model.state_dict(), path) or as .safetensors"
         ) from error
     # training checkpoints often wrap the weights
@@ -118,10 +118,9 @@ def load_backbone_weights(backbone: nn.Module, path: Path, arch: str) -> None:
         try:
             state = convert(state, backbone)
         except Exception as error:
-            reason = (str(error).strip().splitlines() or [""])[0]
             raise ConfigError(
                 f"{_who(arch)}: '{path}' cannot be converted for timm architecture '{arch}' "
-                f"({type(error).__name__}: {reason}); use weights saved from '{arch}'"
+                f"({error_line(error)}); use weights saved from '{arch}'"
             ) from error
     expected = {k: v for k, v in backbone.state_dict().items() if not is_classifier(k, names)}
     missing = [k for k in expected if k not in state]
