@@ -32,8 +32,8 @@ def builder(family: str):
 
 
 def create(name: str, *, num_classes: int, image_size: int, in_chans: int, **model_args):
-    """Build model `name` (a family, a preset, `timm/<name>` or `file.py:callable`); its head has `num_classes` outputs, or
-    `head_outputs` where the arguments ask for more.
+    """Build model `name` (a family, a preset, `timm/<name>` or `file.py:callable`); its head
+    has `num_classes` outputs, or `head_outputs` where the arguments ask for more.
 
     `model_args` override a preset's arguments. Unknown names or arguments raise ConfigError.
     """
