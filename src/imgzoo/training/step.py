@@ -168,8 +168,7 @@ def train_epoch(
     """Train on every batch of `batches` with `step` (a TrainStep, or the GraphedStep that
     replays one: anything with `network`, `device`, `lr` and a call on the inputs of each item
     of `batches` that gives logits and loss), whose steps are numbered from `first_step`; stops
-    early
-    (a non-finite loss in the result) when the loss stops being finite. Raises Preempted,
+    early (a non-finite loss in the result) when the loss stops being finite. Raises Preempted,
     between two steps, when `stop_flag()` says so. `total_steps`: the epoch's, for `progress`.
     `evaluate(n)` is called after the run's n-th step whenever n is a multiple of
     `evaluate_every` (`train.eval_every_steps`)."""
